@@ -1,0 +1,317 @@
+//! Cgroups of a container, a thin layer over cgroups-rs (cgroupfs).
+//!
+//! Host modes (see config-linux.md "Control groups"):
+//! - pure v1: one directory per v1 hierarchy (cpu, memory, pids, ...);
+//! - pure v2: one directory in the unified hierarchy;
+//! - hybrid (v1 controllers plus a cgroup2 mount at `/sys/fs/cgroup/unified`): the v1 directories
+//!   through cgroups-rs plus the same path in the cgroup2 mount, which amphi manages itself, as runc
+//!   does.
+//!
+//! `linux.cgroupsPath` is resolved by [`resolve_path`]: an absolute path is taken from the root of each
+//! hierarchy; a relative one is also taken from the root (runtime-spec: "relative to a
+//! runtime-determined location"); no path means `/amphi/<id>`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgroups_rs::manager::{FsManager, Manager};
+use oci_spec::runtime::LinuxResources;
+
+/// Where the cgroup2 mount sits on a hybrid host.
+const HYBRID_UNIFIED: &str = "/sys/fs/cgroup/unified";
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The cgroup layout of this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMode {
+    /// Only v1 hierarchies.
+    Legacy,
+    /// v1 hierarchies plus a cgroup2 mount at `/sys/fs/cgroup/unified`.
+    Hybrid,
+    /// Only the unified (v2) hierarchy at `/sys/fs/cgroup`.
+    Unified,
+}
+
+fn is_cgroup2(path: &str) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+/// Detects the cgroup layout of this host from the file system types under `/sys/fs/cgroup`.
+pub fn host_mode() -> HostMode {
+    if is_cgroup2(CGROUP_ROOT) {
+        HostMode::Unified
+    } else if is_cgroup2(HYBRID_UNIFIED) {
+        HostMode::Hybrid
+    } else {
+        HostMode::Legacy
+    }
+}
+
+/// Resolves `linux.cgroupsPath` to a path from the root of each hierarchy, always starting with `/`.
+///
+/// Errors: a path with `..` (escaping the hierarchy), or a systemd `slice:prefix:name` path when
+/// `systemd` is set (no systemd manager is built yet).
+pub fn resolve_path(
+    cgroups_path: Option<&Path>,
+    id: &str,
+    systemd: bool,
+) -> anyhow::Result<String> {
+    let Some(p) = cgroups_path.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(format!("/amphi/{id}"));
+    };
+    let s = p.to_string_lossy();
+    if systemd {
+        anyhow::bail!(
+            "linux.cgroupsPath: {s:?}: --systemd-cgroup needs systemd, which is not running here; use a cgroupfs path"
+        );
+    }
+    if p.components().any(|c| c == std::path::Component::ParentDir) {
+        anyhow::bail!("linux.cgroupsPath: {s:?} must not contain '..'");
+    }
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty() {
+        anyhow::bail!("linux.cgroupsPath: {s:?} names the root cgroup");
+    }
+    Ok(format!("/{trimmed}"))
+}
+
+/// The cgroup of one container in every hierarchy of the host.
+pub struct ContainerCgroup {
+    path: String,
+    manager: FsManager,
+    unified: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ContainerCgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerCgroup")
+            .field("path", &self.path)
+            .field("unified", &self.unified)
+            .finish()
+    }
+}
+
+fn cg_err(what: &str, path: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cgroup {path}: {what}: {e}")
+}
+
+impl ContainerCgroup {
+    /// A handle on the cgroup at `path` (as returned by [`resolve_path`]); nothing is created.
+    ///
+    /// Errors: the cgroup mounts cannot be read.
+    pub fn open(path: &str) -> anyhow::Result<ContainerCgroup> {
+        let rel = path.trim_start_matches('/');
+        let manager = FsManager::new(rel).map_err(|e| cg_err("open", path, e))?;
+        let unified = match host_mode() {
+            HostMode::Hybrid => Some(Path::new(HYBRID_UNIFIED).join(rel)),
+            _ => None,
+        };
+        Ok(ContainerCgroup {
+            path: path.to_string(),
+            manager,
+            unified,
+        })
+    }
+
+    /// The path from each hierarchy's root, e.g. `/amphi-test/c1`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Host directories of this cgroup, one per mounted hierarchy (v1 controllers, or the unified one).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let rel = self.path.trim_start_matches('/');
+        let mut dirs: Vec<PathBuf> = if self.manager.v2() {
+            vec![Path::new(CGROUP_ROOT).join(rel)]
+        } else {
+            let mut mounts: Vec<&String> = self.manager.mounts().values().collect();
+            mounts.sort();
+            mounts.dedup();
+            mounts
+                .into_iter()
+                .map(|m| Path::new(m).join(rel))
+                .filter(|d| !d.starts_with(HYBRID_UNIFIED))
+                .collect()
+        };
+        dirs.extend(self.unified.iter().cloned());
+        dirs
+    }
+
+    /// Creates the cgroup in every hierarchy and applies `resources` (devices excepted: the device
+    /// controller is not configured yet).
+    ///
+    /// Errors: a directory cannot be created or a value cannot be written; what was created is
+    /// removed again.
+    pub fn create(&mut self, resources: Option<&LinuxResources>) -> anyhow::Result<()> {
+        let result = self.create_inner(resources);
+        if result.is_err() {
+            let _ = self.destroy();
+        }
+        result
+    }
+
+    fn create_inner(&mut self, resources: Option<&LinuxResources>) -> anyhow::Result<()> {
+        for dir in self.dirs() {
+            std::fs::create_dir_all(&dir).map_err(|e| cg_err("create", &self.path, e))?;
+        }
+        if let Some(cpuset) = self.controller_dir("cpuset").filter(|_| !self.manager.v2()) {
+            init_cpuset(&cpuset).map_err(|e| cg_err("initialise cpuset", &self.path, e))?;
+        }
+        if let Some(res) = resources {
+            let mut res = res.clone();
+            res.set_devices(None);
+            self.manager
+                .set(&res)
+                .map_err(|e| cg_err("apply linux.resources", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` (0: the caller) into the cgroup in every hierarchy.
+    ///
+    /// Errors: a `cgroup.procs` write fails.
+    pub fn add(&mut self, pid: i32) -> anyhow::Result<()> {
+        let pid = if pid == 0 {
+            nix::unistd::getpid().as_raw()
+        } else {
+            pid
+        };
+        for dir in self.dirs() {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                .map_err(|e| cg_err("add process", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Host pids of the processes in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(dir) = self.dirs().into_iter().next() else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends `signal` to every process in the cgroup.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// Kills every process left in the cgroup, waits for them to leave (up to 5 s), and removes the
+    /// cgroup from every hierarchy. A missing cgroup is not an error.
+    ///
+    /// Errors: a directory cannot be removed (processes still inside).
+    pub fn destroy(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            self.signal_all(nix::sys::signal::Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut first_err = None;
+        for dir in self.dirs() {
+            if !dir.exists() {
+                continue;
+            }
+            let mut delay = Duration::from_millis(2);
+            let mut result = std::fs::remove_dir(&dir);
+            while result.is_err() && Instant::now() < deadline {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+                result = std::fs::remove_dir(&dir);
+            }
+            if let Err(e) = result {
+                if e.kind() != std::io::ErrorKind::NotFound && first_err.is_none() {
+                    first_err = Some(cg_err("remove", &dir.display().to_string(), e));
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The directory of `controller` (a v1 subsystem name such as `memory`; ignored on v2), as a path
+    /// seen from the host.
+    pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        let rel = self.path.trim_start_matches('/');
+        if self.manager.v2() {
+            return Some(Path::new(CGROUP_ROOT).join(rel));
+        }
+        self.manager
+            .mounts()
+            .get(controller)
+            .map(|m| Path::new(m).join(rel))
+    }
+
+    /// The v1 hierarchies as (mount point on the host, directory of this cgroup) pairs, one per mount
+    /// (co-mounted controllers appear once), for the container's `cgroup` mount.
+    pub fn v1_hierarchies(&self) -> Vec<(PathBuf, PathBuf)> {
+        if self.manager.v2() {
+            return Vec::new();
+        }
+        let rel = self.path.trim_start_matches('/');
+        let mut mounts: Vec<&String> = self.manager.mounts().values().collect();
+        mounts.sort();
+        mounts.dedup();
+        mounts
+            .into_iter()
+            .map(|m| (PathBuf::from(m), Path::new(m).join(rel)))
+            .collect()
+    }
+
+    /// The cgroup2 directory of this cgroup on a hybrid host.
+    pub fn hybrid_unified_dir(&self) -> Option<&Path> {
+        self.unified.as_deref()
+    }
+}
+
+/// A new v1 cpuset cgroup starts with empty `cpuset.cpus` and `cpuset.mems`, and no process can join
+/// it: fill each empty one from its parent, top-down from the hierarchy's root to `dir`.
+fn init_cpuset(dir: &Path) -> std::io::Result<()> {
+    let mut chain: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| p.join("cpuset.cpus").exists())
+        .collect();
+    chain.reverse();
+    for pair in chain.windows(2) {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let current = std::fs::read_to_string(pair[1].join(file))?;
+            if current.trim().is_empty() {
+                let parent = std::fs::read_to_string(pair[0].join(file))?;
+                std::fs::write(pair[1].join(file), parent.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(resolve_path(None, "c1", false).unwrap(), "/amphi/c1");
+        assert_eq!(
+            resolve_path(Some(Path::new("/a/b/")), "c1", false).unwrap(),
+            "/a/b"
+        );
+        assert_eq!(
+            resolve_path(Some(Path::new("a/b")), "c1", false).unwrap(),
+            "/a/b"
+        );
+        assert!(resolve_path(Some(Path::new("/a/../../etc")), "c1", false).is_err());
+        assert!(resolve_path(Some(Path::new("/")), "c1", false).is_err());
+        assert!(resolve_path(Some(Path::new("system.slice:amphi:c1")), "c1", true).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! `amphi create` (runc-create(8)).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use nix::sys::signal::SigSet;
+
+use super::{ExitCode, Global};
+use crate::container::{self, CreateOptions};
+use crate::utils::absolute;
+
+/// Flags shared by `create` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct CreateFlags {
+    /// Path to the root of the bundle directory, defaults to the current directory.
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Path to a unix socket which will receive the pty master when process.terminal is true.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Path to a unix socket which will receive the pidfd of the init process (accepted; not sent yet).
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Specify the file to write the process id to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not use pivot root to jail process inside rootfs.
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total).
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+impl CreateFlags {
+    /// Turns the flags into [`CreateOptions`] for container `id`; relative paths are taken from the
+    /// current directory.
+    ///
+    /// Errors: the current directory cannot be read.
+    pub fn options(&self, g: &Global, id: &str) -> anyhow::Result<CreateOptions> {
+        Ok(CreateOptions {
+            root: absolute(&g.root)?,
+            id: id.to_string(),
+            bundle: absolute(&self.bundle)?,
+            pid_file: self.pid_file.as_deref().map(absolute).transpose()?,
+            console_socket: self.console_socket.as_deref().map(absolute).transpose()?,
+            preserve_fds: self.preserve_fds,
+            no_pivot: self.no_pivot,
+            systemd_cgroup: g.systemd_cgroup,
+            invoked_as: g.invoked_as.clone(),
+        })
+    }
+}
+
+/// `amphi create [flags] ID`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    flags: CreateFlags,
+    /// The container id.
+    id: String,
+}
+
+/// Creates the container and returns once its init process waits for `start`.
+pub fn run(g: &Global, a: CreateArgs) -> anyhow::Result<ExitCode> {
+    let opts = a.flags.options(g, &a.id)?;
+    let mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
+    container::create(&opts, None, mask)?;
+    Ok(0)
+}

@@ -1,0 +1,166 @@
+//! The command line, runc-compatible: same subcommands, flags, output shapes and exit codes
+//! (runc(8) and its subcommand pages). One file per subcommand turns flags into library calls.
+
+mod create;
+mod delete;
+mod features;
+mod kill;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// Default state root for root (runc uses `/run/runc`).
+pub const DEFAULT_ROOT: &str = "/run/amphi";
+
+/// amphi: an OCI runtime for Linux containers and WebAssembly (WASI) workloads.
+#[derive(Debug, Parser)]
+#[command(name = "amphi", disable_version_flag = true, args_override_self = true)]
+pub struct Cli {
+    /// Root directory for storage of container state (this should be located in tmpfs).
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Set the log file to write amphi logs to (default is stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Set the log format ('text' (default), or 'json').
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Enable debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Enable systemd cgroup support (cgroupsPath as slice:prefix:name).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto'); accepted for engines.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_parser = ["true", "false", "auto"])]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility: criu path.
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container.
+    Create(create::CreateArgs),
+    /// Execute the user-defined process in a created container.
+    Start(start::StartArgs),
+    /// Create and run a container.
+    Run(run::RunArgs),
+    /// Output the state of a container.
+    State(state::StateArgs),
+    /// Send a signal to the container's init process.
+    Kill(kill::KillArgs),
+    /// Delete any resources held by the container.
+    Delete(delete::DeleteArgs),
+    /// List containers started by amphi with the given root.
+    #[command(alias = "ls")]
+    List(state::ListArgs),
+    /// Create a new specification file (config.json).
+    Spec(spec::SpecArgs),
+    /// Show the enabled features (runtime-spec features.md).
+    Features(features::FeaturesArgs),
+}
+
+/// What a subcommand hands back: the process exit code.
+pub type ExitCode = i32;
+
+/// Shared context of a subcommand.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// `--root`.
+    pub root: PathBuf,
+    /// `--systemd-cgroup`.
+    pub systemd_cgroup: bool,
+    /// The base name amphi was invoked under.
+    pub invoked_as: String,
+    /// `--rootless` given as `true` (for `spec`).
+    pub rootless: bool,
+}
+
+fn version_text() -> String {
+    format!(
+        "amphi version {}\nspec: {}\nexecutors: linux\ncgroups: v1, v2, hybrid (cgroupfs)\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::OCI_SPEC_VERSION
+    )
+}
+
+/// Entry point of the binary: parses `std::env::args_os`, runs the subcommand, reports errors
+/// (to `--log` in its format, and to stderr), and returns the exit code.
+pub fn main() -> i32 {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "amphi".into());
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.version {
+        print!("{}", version_text());
+        return 0;
+    }
+    if let Err(e) = crate::logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!(
+            "amphi: --log {}: {e}",
+            cli.log
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        );
+        return 1;
+    }
+    let Some(command) = cli.command else {
+        eprintln!("amphi: a subcommand is required (see amphi --help)");
+        return 1;
+    };
+    let g = Global {
+        root: cli.root.clone(),
+        systemd_cgroup: cli.systemd_cgroup,
+        invoked_as,
+        rootless: cli.rootless.as_deref() == Some("true"),
+    };
+    let result = match command {
+        Command::Create(a) => create::run(&g, a),
+        Command::Start(a) => start::run(&g, a),
+        Command::Run(a) => run::run(&g, a),
+        Command::State(a) => state::run_state(&g, a),
+        Command::Kill(a) => kill::run(&g, a),
+        Command::Delete(a) => delete::run(&g, a),
+        Command::List(a) => state::run_list(&g, a),
+        Command::Spec(a) => spec::run(&g, a),
+        Command::Features(a) => features::run(&g, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log::error!("{msg}");
+            if cli.log.is_some() {
+                eprintln!("amphi: {msg}");
+            }
+            1
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `create`: validate the bundle, take the id, set up cgroups, run the create pipeline, record the
+//! state. Any failure undoes everything made so far.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use amphi_executors::Workload;
+use nix::sys::signal::SigSet;
+use nix::sys::socket::{
+    bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::state::{ContainerDir, State, Status};
+use crate::bundle::{validate_id, Bundle};
+use crate::cgroups::{resolve_path, ContainerCgroup};
+use crate::namespaces::NamespacePlan;
+use crate::process::{parent, InitConfig, START_SOCKET};
+use crate::rootfs::mounts::CgroupMount;
+use crate::utils::{proc_stat, write_atomic};
+
+/// The options of `amphi create` (runc's flags).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// `--root`.
+    pub root: PathBuf,
+    /// Container id.
+    pub id: String,
+    /// `--bundle` (absolute).
+    pub bundle: PathBuf,
+    /// `--pid-file` (absolute).
+    pub pid_file: Option<PathBuf>,
+    /// `--console-socket`: path of a unix socket to receive the pty master.
+    pub console_socket: Option<PathBuf>,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--systemd-cgroup`.
+    pub systemd_cgroup: bool,
+    /// The name amphi was invoked under (for executor selection).
+    pub invoked_as: String,
+}
+
+/// A created container, still locked by the creating command.
+#[derive(Debug)]
+pub struct Created {
+    /// The locked state directory.
+    pub dir: ContainerDir,
+    /// The recorded state (`created`).
+    pub state: State,
+    /// True when `process.terminal` is set (the pty master went to the console socket).
+    pub terminal: bool,
+}
+
+/// Creates container `opts.id`. `console`: an already connected console socket (used by a foreground
+/// `run -t`, which proxies the pty itself), instead of `--console-socket`. `sigmask`: the signal mask
+/// the workload starts with.
+///
+/// Errors: bad id or config (naming the field), the id exists, or any pipeline step; nothing is left
+/// behind (state dir, cgroup, processes, mounts).
+pub fn create(
+    opts: &CreateOptions,
+    console: Option<OwnedFd>,
+    sigmask: SigSet,
+) -> anyhow::Result<Created> {
+    validate_id(&opts.id).map_err(|e| anyhow::anyhow!(e))?;
+    let dir = ContainerDir::create(&opts.root, &opts.id)?;
+    match create_in(&dir, opts, console, sigmask) {
+        Ok((state, terminal)) => Ok(Created {
+            dir,
+            state,
+            terminal,
+        }),
+        Err(e) => {
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+fn bind_start_socket(dir: &ContainerDir) -> anyhow::Result<OwnedFd> {
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("start socket: {e}"))?;
+    // Bound through the directory fd so that a long --root cannot exceed sun_path's 108 bytes.
+    let path = format!("/proc/self/fd/{}/{START_SOCKET}", dir.as_fd().as_raw_fd());
+    let addr = UnixAddr::new(path.as_str()).map_err(|e| anyhow::anyhow!("start socket: {e}"))?;
+    bind(sock.as_raw_fd(), &addr).map_err(|e| anyhow::anyhow!("bind start socket: {e}"))?;
+    listen(&sock, Backlog::new(1).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| anyhow::anyhow!("listen on start socket: {e}"))?;
+    Ok(sock)
+}
+
+fn cgroup_mount(cg: &ContainerCgroup, plan: &NamespacePlan) -> CgroupMount {
+    let hierarchies = cg.v1_hierarchies();
+    if hierarchies.is_empty() {
+        return match cg.dirs().into_iter().next() {
+            Some(dir) => CgroupMount::V2 {
+                dir,
+                new_ns: plan.is_new(LinuxNamespaceType::Cgroup),
+            },
+            None => CgroupMount::None,
+        };
+    }
+    let mut list: Vec<(String, PathBuf)> = hierarchies
+        .into_iter()
+        .filter_map(|(mnt, dir)| {
+            let name = mnt.file_name()?.to_string_lossy().into_owned();
+            Some((name, dir))
+        })
+        .filter(|(name, _)| name != "unified")
+        .collect();
+    if let Some(u) = cg.hybrid_unified_dir() {
+        list.push(("unified".to_string(), u.to_path_buf()));
+    }
+    CgroupMount::V1 { hierarchies: list }
+}
+
+fn create_in(
+    dir: &ContainerDir,
+    opts: &CreateOptions,
+    console: Option<OwnedFd>,
+    sigmask: SigSet,
+) -> anyhow::Result<(State, bool)> {
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let mut state = State {
+        oci_version: spec.version().clone(),
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        status: Status::Creating,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::now_rfc3339(),
+        owner: String::new(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup_path: None,
+        executor: String::new(),
+    };
+    dir.save(&state)?;
+
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("process: missing"))?;
+    let terminal = process.terminal().unwrap_or(false);
+    let console = match (terminal, console, &opts.console_socket) {
+        (true, Some(fd), _) => Some(fd),
+        (true, None, Some(path)) => Some(crate::tty::connect_console_socket(path)?),
+        (true, None, None) => anyhow::bail!(
+            "process.terminal: a terminal was requested but no --console-socket was given"
+        ),
+        (false, _, Some(_)) => {
+            anyhow::bail!("--console-socket: given, but process.terminal is false in config.json")
+        }
+        (false, _, None) => None,
+    };
+
+    let workload = Workload {
+        spec,
+        rootfs: &bundle.rootfs,
+        invoked_as: &opts.invoked_as,
+    };
+    let mut executor = amphi_executors::select(&workload);
+    executor
+        .prepare(&workload)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state.executor = executor.name().to_string();
+
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("linux: missing"))?;
+    let plan = NamespacePlan::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
+
+    let cg_path = resolve_path(
+        linux.cgroups_path().as_deref(),
+        &opts.id,
+        opts.systemd_cgroup,
+    )?;
+    let mut cg = ContainerCgroup::open(&cg_path)?;
+    cg.create(linux.resources().as_ref())?;
+    state.cgroup_path = Some(cg_path);
+
+    let result = (|| -> anyhow::Result<i32> {
+        let start_listener = bind_start_socket(dir)?;
+        let mut cfg = InitConfig {
+            spec: spec.clone(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            cgroup_mount: cgroup_mount(&cg, &plan),
+            namespaces: plan,
+            cgroup: Some(ContainerCgroup::open(cg.path())?),
+            console,
+            start_listener,
+            preserve_fds: opts.preserve_fds,
+            no_pivot: opts.no_pivot,
+            executor,
+            sigmask,
+            close_in_child: vec![dir.as_fd().as_raw_fd()],
+        };
+        let pid = parent::spawn(&mut cfg)?;
+        state.pid = pid;
+        state.pid_start_time = proc_stat(pid)
+            .map(|(start, _)| start)
+            .ok_or_else(|| anyhow::anyhow!("init process {pid} exited during create"))?;
+        if let Some(pid_file) = &opts.pid_file {
+            write_pid_file(pid_file, pid)?;
+        }
+        state.status = Status::Created;
+        dir.save(&state)?;
+        Ok(pid)
+    })();
+    if let Err(e) = result {
+        if state.pid > 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(state.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Err(ce) = cg.destroy() {
+            log::warn!("cleanup after failed create: {ce:#}");
+        }
+        if let Some(p) = &opts.pid_file {
+            if state.pid > 0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        return Err(e);
+    }
+    Ok((state, terminal))
+}
+
+/// Writes `pid` to `path` atomically, without a newline (as runc).
+///
+/// Errors: the file cannot be written.
+pub fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
+    write_atomic(path, pid.to_string().as_bytes(), 0o644)
+        .map_err(|e| anyhow::anyhow!("--pid-file {}: {e}", path.display()))
+}

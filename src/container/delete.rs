@@ -1,0 +1,59 @@
+//! `delete`: stop what is left of a container and remove its cgroup and state.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::state::{ContainerDir, State, Status};
+use crate::cgroups::ContainerCgroup;
+use crate::utils::process_alive;
+
+/// Kills the init process (if alive), waits for it to go (up to 10 s), and removes the cgroup.
+///
+/// Errors: the cgroup cannot be removed.
+pub fn destroy(state: &State) -> anyhow::Result<()> {
+    if process_alive(state.pid, state.pid_start_time) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(state.pid), Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_alive(state.pid, state.pid_start_time) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    if let Some(path) = &state.cgroup_path {
+        ContainerCgroup::open(path)?.destroy()?;
+    }
+    Ok(())
+}
+
+/// Deletes container `id`: a stopped or created container is removed; a running one only with
+/// `force` (it is killed first). With `force`, a container that does not exist is not an error.
+///
+/// Errors: "container ... does not exist" (without `force`), "cannot delete container ... that is not
+/// stopped: running" (without `force`), or a cleanup step.
+pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
+    crate::bundle::validate_id(id).map_err(|e| anyhow::anyhow!(e))?;
+    let dir = match ContainerDir::open(root, id) {
+        Ok(d) => d,
+        Err(_) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let state = match dir.load() {
+        Ok(s) => s,
+        Err(_) if force || !dir.path.join(super::state::STATE_FILE).exists() => {
+            // A directory without state: a create that died before writing it. Nothing else exists.
+            return dir.remove();
+        }
+        Err(e) => return Err(e),
+    };
+    match state.status() {
+        Status::Stopped | Status::Created | Status::Creating => {}
+        Status::Running if force => {}
+        Status::Running => {
+            anyhow::bail!("cannot delete container {id} that is not stopped: running")
+        }
+    }
+    destroy(&state)?;
+    dir.remove()
+}

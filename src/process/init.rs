@@ -1,0 +1,200 @@
+//! The init process: builds the container from the inside, reports ready, waits for `start`, and
+//! hands over to the executor.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::signal::{sigprocmask, SigmaskHow};
+use nix::sys::socket::{accept4, SockFlag};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{sethostname, setsid};
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::channel::{Channel, Msg};
+use super::{exit_child, InitConfig};
+use crate::rootfs::{self, devices, mounts, paths, pivot};
+use crate::security;
+use crate::utils::secure_join;
+
+/// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
+/// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
+pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
+    if let Err(e) = setup(cfg) {
+        let _ = ch.send(&Msg::Error(format!("{e:#}")));
+        exit_child(1);
+    }
+    if ch.send(&Msg::Ready).is_err() {
+        exit_child(1);
+    }
+    let mut conn = match wait_for_start(cfg) {
+        Ok(c) => c,
+        Err(_) => exit_child(1),
+    };
+    let err = match cfg.executor.exec() {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let _ = conn.write_all(format!("{err}").as_bytes());
+    exit_child(127);
+}
+
+/// Blocks until `amphi start` connects to the start socket and sends its byte. The connection is
+/// close-on-exec: `start` reads EOF once the workload runs, or an error text if it could not start.
+fn wait_for_start(cfg: &InitConfig) -> anyhow::Result<std::fs::File> {
+    loop {
+        match accept4(cfg.start_listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+            Ok(fd) => {
+                // SAFETY: accept4 returned a new fd that nothing else owns.
+                let mut conn = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+                let mut byte = [0u8; 1];
+                if matches!(conn.read(&mut byte), Ok(1)) {
+                    return Ok(conn);
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => anyhow::bail!("accept on start socket: {e}"),
+        }
+    }
+}
+
+fn write_sysctls(cfg: &InitConfig) -> anyhow::Result<()> {
+    let Some(sysctl) = cfg.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    let mut keys: Vec<&String> = sysctl.keys().collect();
+    keys.sort();
+    for key in keys {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, &sysctl[key])
+            .map_err(|e| anyhow::anyhow!("linux.sysctl.{key}: write {path}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
+    setsid().map_err(|e| anyhow::anyhow!("setsid: {e}"))?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
+        .map_err(|e| anyhow::anyhow!("restore signal mask: {e}"))?;
+    let spec = cfg.spec.clone();
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("process: missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("linux: missing"))?;
+    let rootfs = cfg.rootfs.clone();
+    umask(Mode::empty());
+
+    // Mounts and devices, while host paths are still reachable.
+    rootfs::prepare_root(&rootfs, linux.rootfs_propagation().as_deref())?;
+    let mounts_list = spec.mounts().clone().unwrap_or_default();
+    mounts::mount_all(&rootfs, &cfg.bundle, &mounts_list, &cfg.cgroup_mount)?;
+    let dev_is_bind = mounts_list.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    });
+    let mut nodes = Vec::new();
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        nodes.push(devices::from_spec(i, d)?);
+    }
+    let in_user_ns = cfg.namespaces.new_user || cfg.namespaces.joins_user();
+    devices::setup(&rootfs, &nodes, in_user_ns, dev_is_bind)?;
+    // The working directory is created if missing, as runc does.
+    let cwd = process.cwd().clone();
+    let host_cwd = secure_join(&rootfs, &cwd).map_err(|e| anyhow::anyhow!("process.cwd: {e}"))?;
+    match std::fs::metadata(&host_cwd) {
+        Ok(m) if !m.is_dir() => {
+            anyhow::bail!("process.cwd: {} is not a directory", cwd.display())
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir_all(&host_cwd)
+            .map_err(|e| anyhow::anyhow!("process.cwd: create {}: {e}", cwd.display()))?,
+    }
+
+    if cfg.namespaces.is_new(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+            sethostname(h).map_err(|e| anyhow::anyhow!("hostname {h:?}: {e}"))?;
+        }
+        if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+            let c = std::ffi::CString::new(d.as_bytes())
+                .map_err(|_| anyhow::anyhow!("domainname: contains a NUL byte"))?;
+            // SAFETY: `c` is a valid C string of the given length that outlives the call.
+            if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+                anyhow::bail!("domainname {d:?}: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+
+    pivot::pivot_root(&rootfs, cfg.no_pivot)?;
+    if let Some(flag) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(rootfs::propagation_flag)
+    {
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+            .map_err(|e| anyhow::anyhow!("linux.rootfsPropagation: {e}"))?;
+    }
+    write_sysctls(cfg)?;
+    paths::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    paths::masked_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    if let Some(console) = cfg.console.take() {
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::tty::setup_console(console.as_fd(), process.user().uid(), size)?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        paths::readonly_root()?;
+    }
+    nix::unistd::chdir(&cwd)
+        .map_err(|e| anyhow::anyhow!("process.cwd: chdir {}: {e}", cwd.display()))?;
+
+    cfg.executor
+        .load(&spec)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    if let Some(adj) = process.oom_score_adj() {
+        security::set_oom_score_adj(adj)?;
+    }
+    security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    let caps = security::CapSets::from_spec(process.capabilities().as_ref());
+    security::apply_user_and_caps(process.user(), &caps)?;
+    umask(Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
+    if process.no_new_privileges().unwrap_or(false) {
+        security::set_no_new_privileges()?;
+    }
+    // Every fd above stdio and the preserved ones is closed when the workload starts.
+    let first = 3 + cfg.preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it frees no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        anyhow::bail!("close_range: {}", std::io::Error::last_os_error());
+    }
+    // The preserved fds must survive exec.
+    for fd in 3..first {
+        // SAFETY: F_SETFD on an fd number; a closed fd just yields EBADF, which is ignored.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
