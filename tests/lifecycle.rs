@@ -1,0 +1,91 @@
+//! The lifecycle through the CLI: run, create/start/state/kill/delete, exit codes, leftovers.
+
+mod common;
+
+use common::{stderr, stdout, wait_for, Bundle};
+
+#[test]
+fn run_prints_and_exits_with_status() {
+    let b = Bundle::new("run", &["sh", "-c", "echo hello from amphi; exit 7"]);
+    let out = b.run();
+    assert_eq!(
+        stdout(&out),
+        "hello from amphi\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        b.cgroup_dirs().is_empty(),
+        "cgroup left: {:?}",
+        b.cgroup_dirs()
+    );
+    assert!(!b.root.join(&b.id).exists(), "state dir left");
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let b = Bundle::new("cycle", &["sleep", "1000"]);
+    let pid_file = b.dir.join("init.pid");
+    b.write_config();
+    let out = b.amphi(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let st = b.state().expect("state");
+    assert_eq!(st["status"], "created");
+    let pid = st["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    assert_eq!(st["id"], b.id.as_str());
+    assert_eq!(st["bundle"], b.dir.to_str().unwrap());
+    assert!(st["created"].as_str().unwrap().ends_with('Z'));
+
+    let out = b.amphi(&["start", &b.id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    assert_eq!(b.state().unwrap()["status"], "running");
+    // The init process is in the container's cgroup in every hierarchy.
+    for d in b.cgroup_dirs() {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "{d:?}: {procs}"
+        );
+    }
+
+    let out = b.amphi(&["delete", &b.id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not stopped"), "{}", stderr(&out));
+
+    let out = b.amphi(&["kill", &b.id, "KILL"]);
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    assert!(wait_for(|| b.state().unwrap()["status"] == "stopped"));
+    assert_eq!(b.state().unwrap()["pid"], 0);
+    let out = b.amphi(&["kill", &b.id, "9"]);
+    assert!(
+        !out.status.success(),
+        "kill of a stopped container must fail"
+    );
+    let out = b.amphi(&["kill", "--all", &b.id, "9"]);
+    assert!(
+        out.status.success(),
+        "kill --all of a stopped container: {}",
+        stderr(&out)
+    );
+
+    let out = b.amphi(&["delete", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert!(b.state().is_none());
+    assert!(b.cgroup_dirs().is_empty());
+    let out = b.amphi(&["delete", "--force", &b.id]);
+    assert!(
+        out.status.success(),
+        "delete --force of a missing id must succeed"
+    );
+    let out = b.amphi(&["delete", &b.id]);
+    assert!(!out.status.success(), "delete of a missing id must fail");
+}
