@@ -1,0 +1,12 @@
+#!/bin/sh
+# Quick start on a fresh Debian 12 machine, as root: installs what amphi needs, builds it, and runs the
+# example containers.
+set -eu
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq busybox-static gcc libc6-dev >/dev/null
+cargo build --release
+./examples/busybox/make-bundle.sh
+echo "--- a Linux container (busybox) ---"
+./target/release/amphi run --bundle examples/busybox/bundle "amphi-hello-$$"
