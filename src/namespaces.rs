@@ -1,6 +1,6 @@
 //! The namespaces of a container (config-linux.md "Namespaces"): which are new, which are joined.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::{open, OFlag};
 use nix::sched::CloneFlags;
@@ -70,6 +70,23 @@ impl NamespacePlan {
                                 path.display()
                             )
                         })?;
+                    // A file that is not a namespace of this type would only fail at setns(2)
+                    // inside the intermediate process, without naming the field: check it here.
+                    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
+                    let nstype = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE) };
+                    if nstype < 0 {
+                        anyhow::bail!(
+                            "linux.namespaces[{i}].path: {} is not a namespace file: {}",
+                            path.display(),
+                            std::io::Error::last_os_error()
+                        );
+                    }
+                    if nstype != clone_flag(t).bits() {
+                        anyhow::bail!(
+                            "linux.namespaces[{i}].path: {} is not a {t} namespace",
+                            path.display()
+                        );
+                    }
                     plan.join.push((t, fd));
                 }
                 None if t == LinuxNamespaceType::User => plan.new_user = true,
