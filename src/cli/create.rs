@@ -18,7 +18,7 @@ pub struct CreateFlags {
     /// Path to a unix socket which will receive the pty master when process.terminal is true.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// Path to a unix socket which will receive the pidfd of the init process (accepted; not sent yet).
+    /// Path to a unix socket which will receive a pidfd of the init process.
     #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
     /// Specify the file to write the process id to.
@@ -47,6 +47,8 @@ impl CreateFlags {
             bundle: absolute(&self.bundle)?,
             pid_file: self.pid_file.as_deref().map(absolute).transpose()?,
             console_socket: self.console_socket.as_deref().map(absolute).transpose()?,
+            pidfd_socket: self.pidfd_socket.as_deref().map(absolute).transpose()?,
+            no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
             no_pivot: self.no_pivot,
             systemd_cgroup: g.systemd_cgroup,

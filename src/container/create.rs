@@ -32,6 +32,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// `--console-socket`: path of a unix socket to receive the pty master.
     pub console_socket: Option<PathBuf>,
+    /// `--pidfd-socket`: path of a unix socket to receive a pidfd of the init process.
+    pub pidfd_socket: Option<PathBuf>,
+    /// `--no-new-keyring`: keep the caller's session keyring instead of a new one named `_ses.<id>`.
+    pub no_new_keyring: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
     /// `--no-pivot`.
@@ -204,12 +208,16 @@ fn create_in(
             executor,
             sigmask,
             close_in_child: vec![dir.as_fd().as_raw_fd()],
+            session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{}", opts.id)),
         };
         let pid = parent::spawn(&mut cfg)?;
         state.pid = pid;
         state.pid_start_time = proc_stat(pid)
             .map(|(start, _)| start)
             .ok_or_else(|| anyhow::anyhow!("init process {pid} exited during create"))?;
+        if let Some(sock) = &opts.pidfd_socket {
+            send_pidfd(sock, pid)?;
+        }
         if let Some(pid_file) = &opts.pid_file {
             write_pid_file(pid_file, pid)?;
         }
@@ -235,6 +243,31 @@ fn create_in(
         return Err(e);
     }
     Ok((state, terminal))
+}
+
+/// Sends a pidfd of `pid` (pidfd_open(2)) over the unix socket at `path` with SCM_RIGHTS, as runc's
+/// `--pidfd-socket` does.
+///
+/// Errors: the socket cannot be reached or the pidfd cannot be made.
+fn send_pidfd(path: &Path, pid: i32) -> anyhow::Result<()> {
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        anyhow::bail!(
+            "--pidfd-socket: pidfd_open({pid}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: the kernel just returned this new fd; nothing else owns it.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| anyhow::anyhow!("--pidfd-socket {}: {e}", path.display()))?;
+    crate::tty::send_fd(
+        std::os::fd::AsFd::as_fd(&sock),
+        "pidfd",
+        std::os::fd::AsFd::as_fd(&pidfd),
+    )
+    .map_err(|e| anyhow::anyhow!("--pidfd-socket {}: {e}", path.display()))
 }
 
 /// Writes `pid` to `path` atomically, without a newline (as runc).

@@ -72,6 +72,23 @@ fn write_sysctls(cfg: &InitConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Joins a new session keyring named `name` (keyctl(2) KEYCTL_JOIN_SESSION_KEYRING), so the container
+/// does not share the caller's keys. Kernels without keyrings (ENOSYS) are tolerated, as runc does.
+fn join_session_keyring(name: &str) -> anyhow::Result<()> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| anyhow::anyhow!("keyring name has a NUL byte"))?;
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: `c` is a valid C string that outlives the call; keyctl only reads it.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            anyhow::bail!("join session keyring {name}: {e}");
+        }
+    }
+    Ok(())
+}
+
 fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
     setsid().map_err(|e| anyhow::anyhow!("setsid: {e}"))?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
@@ -87,6 +104,9 @@ fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("linux: missing"))?;
     let rootfs = cfg.rootfs.clone();
     umask(Mode::empty());
+    if let Some(name) = &cfg.session_keyring {
+        join_session_keyring(name)?;
+    }
 
     // Mounts and devices, while host paths are still reachable.
     rootfs::prepare_root(&rootfs, linux.rootfs_propagation().as_deref())?;

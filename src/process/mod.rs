@@ -52,6 +52,8 @@ pub struct InitConfig {
     pub sigmask: SigSet,
     /// Fds of the parent that the children must not keep (the state directory's lock).
     pub close_in_child: Vec<std::os::fd::RawFd>,
+    /// Name of a new session keyring to join (`_ses.<id>`), unless `--no-new-keyring`.
+    pub session_keyring: Option<String>,
 }
 
 impl std::fmt::Debug for InitConfig {
