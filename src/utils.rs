@@ -162,7 +162,7 @@ mod tests {
     fn proc_stat_reads_self() {
         let (start, state) = proc_stat(std::process::id() as i32).unwrap();
         assert!(start > 0);
-        assert_eq!(state, 'R');
+        assert!(state != 'Z' && state != 'X', "{state}");
         assert!(process_alive(std::process::id() as i32, start));
         assert!(!process_alive(std::process::id() as i32, start + 1));
     }

@@ -103,6 +103,11 @@ fn version_text() -> String {
 /// Entry point of the binary: parses `std::env::args_os`, runs the subcommand, reports errors
 /// (to `--log` in its format, and to stderr), and returns the exit code.
 pub fn main() -> i32 {
+    // Rust starts every program with SIGPIPE ignored, and an ignored signal stays ignored across
+    // execve: restore the default so neither amphi (`amphi list | head`) nor the container's workload
+    // inherits it.
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler and touches no memory.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = argv
         .first()
