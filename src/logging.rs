@@ -60,7 +60,9 @@ pub fn render(format: LogFormat, level: Level, msg: &str, time: &str) -> String 
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        // Libraries (wasmtime, cranelift, ...) only get warnings and errors through, even with --debug.
+        let ours = metadata.target().starts_with("amphi");
+        metadata.level() <= self.level && (ours || metadata.level() <= Level::Warn)
     }
 
     fn log(&self, record: &Record) {

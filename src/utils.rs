@@ -1,70 +1,11 @@
 //! Small helpers shared by the pipeline: path resolution inside a root, atomic writes, process
 //! identity.
 
-use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-/// Most symlinks followed while resolving one path (Linux's own limit is 40; filepath-securejoin uses
-/// 255).
-const MAX_SYMLINKS: usize = 255;
-
-/// Resolves `unsafe_path` as if `root` were `/`: `..` cannot climb above `root`, and symlinks met on
-/// the way (absolute or relative) are followed inside `root`. Components that do not exist are kept
-/// as they are. The result always lies under `root`.
-///
-/// This is the lexical check that every mount destination, device path and masked path of the
-/// pipeline goes through before the runtime creates or mounts anything there.
-///
-/// Errors: more than 255 symlinks, or a symlink that cannot be read.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> std::io::Result<PathBuf> {
-    let mut pending: VecDeque<PathBuf> = unsafe_path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            Component::ParentDir => Some(PathBuf::from("..")),
-            _ => None,
-        })
-        .collect();
-    let mut resolved: Vec<PathBuf> = Vec::new();
-    let mut links = 0usize;
-    while let Some(part) = pending.pop_front() {
-        if part.as_os_str() == ".." {
-            resolved.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        candidate.extend(resolved.iter());
-        candidate.push(&part);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(std::io::Error::other(format!(
-                        "too many symlinks resolving {}",
-                        unsafe_path.display()
-                    )));
-                }
-                let target = std::fs::read_link(&candidate)?;
-                if target.is_absolute() {
-                    resolved.clear();
-                }
-                for c in target.components().rev() {
-                    match c {
-                        Component::Normal(n) => pending.push_front(PathBuf::from(n)),
-                        Component::ParentDir => pending.push_front(PathBuf::from("..")),
-                        _ => {}
-                    }
-                }
-            }
-            _ => resolved.push(part),
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(resolved.iter());
-    Ok(out)
-}
+pub use amphi_executors::path::secure_join;
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory, fsync-free rename.
 /// Mode of a new file: `mode`.
@@ -131,32 +72,6 @@ pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn secure_join_stays_in_root() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        std::fs::create_dir_all(r.join("a/b")).unwrap();
-        symlink("/etc", r.join("abs")).unwrap();
-        symlink("../../..", r.join("a/b/up")).unwrap();
-        symlink("b", r.join("a/rel")).unwrap();
-        symlink("loop", r.join("loop")).unwrap();
-        assert_eq!(secure_join(r, Path::new("/../../x")).unwrap(), r.join("x"));
-        assert_eq!(
-            secure_join(r, Path::new("/abs/passwd")).unwrap(),
-            r.join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("/a/b/up/etc")).unwrap(),
-            r.join("etc")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("a/rel/c")).unwrap(),
-            r.join("a/b/c")
-        );
-        assert!(secure_join(r, Path::new("/loop")).is_err());
-    }
 
     #[test]
     fn proc_stat_reads_self() {

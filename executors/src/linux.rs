@@ -115,7 +115,7 @@ impl Executor for LinuxExecutor {
         Ok(())
     }
 
-    fn exec(&mut self) -> Result<Infallible, ExecutorError> {
+    fn exec(&mut self, _notify_started: &mut dyn FnMut()) -> Result<Infallible, ExecutorError> {
         let loaded = self.loaded.take().ok_or(ExecutorError::EmptyArgs)?;
         let err = match nix::unistd::execve(&loaded.path, &loaded.argv, &loaded.envp) {
             Err(e) => e,

@@ -53,6 +53,7 @@ impl CreateFlags {
             no_pivot: self.no_pivot,
             systemd_cgroup: g.systemd_cgroup,
             invoked_as: g.invoked_as.clone(),
+            wasm_cache_dir: g.wasm_cache_dir.clone(),
         })
     }
 }

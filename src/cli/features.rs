@@ -71,7 +71,7 @@ pub fn features_json() -> serde_json::Value {
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.amphi.version": env!("CARGO_PKG_VERSION"),
-            "org.opencontainers.runtime-spec.features.amphi.executors": "linux"
+            "org.opencontainers.runtime-spec.features.amphi.executors": "linux,wasm"
         }
     })
 }

@@ -44,6 +44,9 @@ pub struct Cli {
     /// Accepted for runc compatibility: criu path.
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
+    /// Directory of the compiled-Wasm (AOT) cache.
+    #[arg(long = "wasm-cache-dir", global = true, env = "AMPHI_WASM_CACHE_DIR", default_value = amphi_executors::wasm::cache::DEFAULT_DIR)]
+    pub wasm_cache_dir: PathBuf,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -90,11 +93,13 @@ pub struct Global {
     pub invoked_as: String,
     /// `--rootless` given as `true` (for `spec`).
     pub rootless: bool,
+    /// `--wasm-cache-dir`.
+    pub wasm_cache_dir: PathBuf,
 }
 
 fn version_text() -> String {
     format!(
-        "amphi version {}\nspec: {}\nexecutors: linux\ncgroups: v1, v2, hybrid (cgroupfs)\n",
+        "amphi version {}\nspec: {}\nexecutors: linux, wasm (wasmtime 48.0.8: WASI preview 1 modules, preview 2 components)\ncgroups: v1, v2, hybrid (cgroupfs)\n",
         env!("CARGO_PKG_VERSION"),
         crate::OCI_SPEC_VERSION
     )
@@ -145,6 +150,7 @@ pub fn main() -> i32 {
         systemd_cgroup: cli.systemd_cgroup,
         invoked_as,
         rootless: cli.rootless.as_deref() == Some("true"),
+        wasm_cache_dir: cli.wasm_cache_dir.clone(),
     };
     let result = match command {
         Command::Create(a) => create::run(&g, a),

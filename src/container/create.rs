@@ -44,6 +44,8 @@ pub struct CreateOptions {
     pub systemd_cgroup: bool,
     /// The name amphi was invoked under (for executor selection).
     pub invoked_as: String,
+    /// The directory of the Wasm AOT cache.
+    pub wasm_cache_dir: PathBuf,
 }
 
 /// A created container, still locked by the creating command.
@@ -170,6 +172,7 @@ fn create_in(
         spec,
         rootfs: &bundle.rootfs,
         invoked_as: &opts.invoked_as,
+        wasm_cache_dir: &opts.wasm_cache_dir,
     };
     let mut executor = amphi_executors::select(&workload);
     executor

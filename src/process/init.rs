@@ -28,14 +28,19 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
         exit_child(1);
     }
     let mut conn = match wait_for_start(cfg) {
-        Ok(c) => c,
+        Ok(c) => Some(c),
         Err(_) => exit_child(1),
     };
-    let err = match cfg.executor.exec() {
+    // Executors that do not execve report the start by closing the connection themselves.
+    let err = match cfg.executor.exec(&mut || drop(conn.take())) {
         Err(e) => e,
         Ok(never) => match never {},
     };
-    let _ = conn.write_all(format!("{err}").as_bytes());
+    if let Some(c) = conn.as_mut() {
+        let _ = c.write_all(format!("{err}").as_bytes());
+    } else {
+        let _ = writeln!(std::io::stderr(), "amphi: {err}");
+    }
     exit_child(127);
 }
 
@@ -181,14 +186,15 @@ fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
     nix::unistd::chdir(&cwd)
         .map_err(|e| anyhow::anyhow!("process.cwd: chdir {}: {e}", cwd.display()))?;
 
-    cfg.executor
-        .load(&spec)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-
     if let Some(adj) = process.oom_score_adj() {
         security::set_oom_score_adj(adj)?;
     }
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    // Last step with full privileges and /proc in place: the executor locates its workload (a
+    // missing binary fails create here) and may adjust the mount namespace.
+    cfg.executor
+        .load(&spec)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let caps = security::CapSets::from_spec(process.capabilities().as_ref());
     security::apply_user_and_caps(process.user(), &caps)?;
     umask(Mode::from_bits_truncate(

@@ -1,0 +1,122 @@
+//! The ahead-of-time cache: compiled modules and components on the host, keyed by the SHA-256 of the
+//! workload and wasmtime's precompile-compatibility hash of the engine's configuration.
+//!
+//! Layout: `<dir>/<key>.cwasm` (wasmtime's serialized artefact) and `<dir>/<key>.sha256` (the hex
+//! SHA-256 of that artefact). An entry is loaded only when the digest matches, so a truncated or
+//! corrupted file is recompiled, never run; an entry from another engine configuration has another
+//! key, and wasmtime itself rejects one that does not match its engine. Both files are written to a
+//! temporary name and renamed into place.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The default cache directory (root).
+pub const DEFAULT_DIR: &str = "/var/lib/amphi/wasm-cache";
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `data`, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// The cache key of `module_bytes` compiled by `engine`: `<sha256 of the bytes>-<engine hash>`, where
+/// the engine hash covers wasmtime's version and every setting that changes compiled code.
+pub fn key(engine: &wasmtime::Engine, module_bytes: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    format!("{}-{:016x}", sha256_hex(module_bytes), h.finish())
+}
+
+/// A cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// A cache in `dir` (created 0700 when first written).
+    pub fn new(dir: impl Into<PathBuf>) -> Cache {
+        Cache { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn artefact(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.cwasm"))
+    }
+
+    fn digest(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.sha256"))
+    }
+
+    /// The artefact of `key` when present and intact (its digest matches), else `None`.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let data = std::fs::read(self.artefact(key)).ok()?;
+        let want = std::fs::read_to_string(self.digest(key)).ok()?;
+        if sha256_hex(&data) == want.trim() {
+            Some(data)
+        } else {
+            log::warn!("wasm cache: entry {key} is corrupt; recompiling");
+            None
+        }
+    }
+
+    /// Stores `artefact` under `key` atomically.
+    ///
+    /// Errors: the directory cannot be created or written.
+    pub fn put(&self, key: &str, artefact: &[u8]) -> std::io::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        write_atomic(&self.artefact(key), artefact)?;
+        write_atomic(&self.digest(key), sha256_hex(artefact).as_bytes())
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_entries_are_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("c"));
+        cache.put("k", b"artefact").unwrap();
+        assert_eq!(cache.get("k").as_deref(), Some(&b"artefact"[..]));
+        std::fs::write(dir.path().join("c/k.cwasm"), b"artefacT").unwrap();
+        assert_eq!(cache.get("k"), None);
+        assert_eq!(cache.get("missing"), None);
+    }
+}

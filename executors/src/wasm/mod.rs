@@ -1,0 +1,434 @@
+//! The Wasm executor: runs a WASI preview 1 module (`_start`) or a WASI preview 2 component
+//! (`wasi:cli/run`) in wasmtime, inside the container's sandbox, as the container's init process.
+//!
+//! - `prepare` (host side, in `create`): finds `process.args[0]` in the rootfs, and compiles it, or loads
+//!   it from the AOT [`cache`], so that `start` only instantiates.
+//! - `load` (in init, with the rootfs final and privileges still held): hides `/proc` behind an empty
+//!   read-only tmpfs, so the guest cannot reach the runtime's own process (`/proc/self/mem`,
+//!   `/proc/self/exe`, `/proc/1/...`) through its view of `/`.
+//! - `exec` (after `start`): instantiates, reports the start, runs the guest, and ends the process with
+//!   the guest's status: `proc_exit(n)` -> n; return from `_start` -> 0; a `wasi:cli/run` error -> 1; a
+//!   trap -> [`TRAP_STATUS`] (134, as wasmtime's CLI) with the trap on stderr. SIGTERM, SIGINT and SIGHUP
+//!   end the guest with 128+signal.
+
+pub mod cache;
+pub mod detect;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{PosixRlimitType, Spec};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::{Executor, ExecutorError, Workload};
+use detect::WasmKind;
+
+/// Exit status of a guest that trapped (128 + SIGABRT, as wasmtime's CLI on Unix).
+pub const TRAP_STATUS: i32 = 134;
+
+/// A compiled workload.
+enum Artefact {
+    Module(wasmtime::Module),
+    Component(wasmtime::component::Component),
+}
+
+struct Prepared {
+    engine: Engine,
+    artefact: Artefact,
+    memory_limit: Option<usize>,
+}
+
+/// Runs WebAssembly workloads with wasmtime.
+pub struct WasmExecutor {
+    cache: cache::Cache,
+    prepared: Option<Prepared>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+}
+
+impl std::fmt::Debug for WasmExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmExecutor")
+            .field("cache", &self.cache)
+            .field("prepared", &self.prepared.is_some())
+            .finish()
+    }
+}
+
+fn wasm_err(path: &Path, what: &str, e: impl std::fmt::Display) -> ExecutorError {
+    ExecutorError::Wasm(format!("process.args[0]: {}: {what}: {e}", path.display()))
+}
+
+/// The engine configuration of a container: sizes the linear-memory reservation to the container's
+/// limits, so that a low `RLIMIT_AS` does not make every instantiation fail.
+fn engine_config(spec: &Spec, memory_limit: Option<usize>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    let address_space = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.rlimits().as_ref())
+        .and_then(|r| r.iter().find(|r| r.typ() == PosixRlimitType::RlimitAs))
+        .map(|r| r.soft());
+    if let Some(limit) = address_space.filter(|l| *l < (64u64 << 30)) {
+        // Leave room for the runtime itself: reserve a quarter of the address space (or the memory
+        // limit, if smaller) per linear memory, with small guards.
+        let mut reserve = limit / 4;
+        if let Some(m) = memory_limit {
+            reserve = reserve.min(m as u64);
+        }
+        config.memory_reservation(reserve.max(1 << 20));
+        config.memory_reservation_for_growth(reserve.min(64 << 20));
+        config.memory_guard_size(64 << 10);
+    }
+    config
+}
+
+impl WasmExecutor {
+    /// An executor with its AOT cache in `cache_dir`.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> WasmExecutor {
+        WasmExecutor {
+            cache: cache::Cache::new(cache_dir),
+            prepared: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+        }
+    }
+
+    fn compile(
+        &self,
+        engine: &Engine,
+        kind: WasmKind,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<Artefact, ExecutorError> {
+        let key = cache::key(engine, bytes);
+        if let Some(data) = self.cache.get(&key) {
+            // SAFETY: the artefact was written by amphi into its own root-only cache directory and its
+            // SHA-256 matches the digest recorded next to it; wasmtime checks it belongs to this engine.
+            let loaded = unsafe {
+                match kind {
+                    WasmKind::Module => {
+                        wasmtime::Module::deserialize(engine, &data).map(Artefact::Module)
+                    }
+                    WasmKind::Component => {
+                        wasmtime::component::Component::deserialize(engine, &data)
+                            .map(Artefact::Component)
+                    }
+                }
+            };
+            match loaded {
+                Ok(a) => {
+                    log::debug!("wasm cache: hit {key} ({})", path.display());
+                    return Ok(a);
+                }
+                Err(e) => log::warn!("wasm cache: entry {key} rejected ({e}); recompiling"),
+            }
+        }
+        let started = std::time::Instant::now();
+        let (artefact, serialized) = match kind {
+            WasmKind::Module => {
+                let m = wasmtime::Module::new(engine, bytes)
+                    .map_err(|e| wasm_err(path, "invalid WebAssembly module", format!("{e:#}")))?;
+                let s = m.serialize();
+                (Artefact::Module(m), s)
+            }
+            WasmKind::Component => {
+                let c = wasmtime::component::Component::new(engine, bytes).map_err(|e| {
+                    wasm_err(path, "invalid WebAssembly component", format!("{e:#}"))
+                })?;
+                let s = c.serialize();
+                (Artefact::Component(c), s)
+            }
+        };
+        log::debug!(
+            "wasm cache: miss {key}; compiled {} in {:?}",
+            path.display(),
+            started.elapsed()
+        );
+        match serialized {
+            Ok(data) => {
+                if let Err(e) = self.cache.put(&key, &data) {
+                    log::warn!(
+                        "wasm cache: cannot write {}: {e}",
+                        self.cache.dir().display()
+                    );
+                }
+            }
+            Err(e) => log::warn!("wasm cache: cannot serialize {}: {e}", path.display()),
+        }
+        Ok(artefact)
+    }
+}
+
+/// Checks that a compiled workload is a WASI command, so that a module without `_start` or a
+/// component without `wasi:cli/run` fails `create`.
+fn check_command(engine: &Engine, artefact: &Artefact, path: &Path) -> Result<(), ExecutorError> {
+    match artefact {
+        Artefact::Module(m) => {
+            match m.get_export("_start") {
+                Some(wasmtime::ExternType::Func(_)) => {}
+                _ => {
+                    return Err(wasm_err(
+                        path,
+                        "not a WASI command",
+                        "the module exports no `_start` function",
+                    ))
+                }
+            }
+            let mut linker: wasmtime::Linker<P1State> = wasmtime::Linker::new(engine);
+            wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+                .map_err(|e| wasm_err(path, "link WASI", e))?;
+            linker
+                .instantiate_pre(m)
+                .map_err(|e| wasm_err(path, "unsatisfied imports", format!("{e:#}")))?;
+        }
+        Artefact::Component(c) => {
+            let mut linker: wasmtime::component::Linker<P2State> =
+                wasmtime::component::Linker::new(engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                .map_err(|e| wasm_err(path, "link WASI", e))?;
+            let pre = linker
+                .instantiate_pre(c)
+                .map_err(|e| wasm_err(path, "unsatisfied imports", format!("{e:#}")))?;
+            wasmtime_wasi::p2::bindings::sync::CommandPre::new(pre).map_err(|e| {
+                wasm_err(
+                    path,
+                    "not a WASI command (no wasi:cli/run export)",
+                    format!("{e:#}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+struct P1State {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+struct P2State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for P2State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe; the guest is abandoned where it stands.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// The guest runs as pid 1 of its pid namespace, where signals without a handler are ignored: install
+/// handlers so that `kill` with SIGTERM, SIGINT or SIGHUP stops it with status 128+signal.
+fn install_stop_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a plain handler function and an empty mask is valid; the
+        // handler only calls the async-signal-safe _exit.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn finish(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: ends this (forked) process immediately with the guest's status; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+/// Maps the outcome of a guest's entry point to an exit status, printing traps on stderr.
+fn status_of(result: wasmtime::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                return exit.0;
+            }
+            let _ = writeln!(std::io::stderr(), "wasm trap: {e:?}");
+            TRAP_STATUS
+        }
+    }
+}
+
+impl WasmExecutor {
+    fn wasi_builder(&self) -> Result<WasiCtxBuilder, ExecutorError> {
+        let mut b = WasiCtxBuilder::new();
+        b.args(&self.args);
+        b.envs(&self.env);
+        b.inherit_stdio();
+        b.preopened_dir("/", "/", FsPerms::ReadWrite)
+            .map_err(|e| ExecutorError::Wasm(format!("preopen /: {e}")))?;
+        b.preopened_dir(&self.cwd, ".", FsPerms::ReadWrite)
+            .map_err(|e| ExecutorError::Wasm(format!("process.cwd: preopen {}: {e}", self.cwd)))?;
+        Ok(b)
+    }
+}
+
+impl Executor for WasmExecutor {
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn prepare(&mut self, w: &Workload<'_>) -> Result<(), ExecutorError> {
+        let process = w.spec.process().as_ref().ok_or(ExecutorError::EmptyArgs)?;
+        let args = process.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err(ExecutorError::EmptyArgs);
+        }
+        let env = process.env().clone().unwrap_or_default();
+        let path =
+            crate::path::locate(w.spec, w.rootfs).ok_or_else(|| ExecutorError::NotFound {
+                name: args[0].clone(),
+                path: crate::path::search_path(w.spec),
+            })?;
+        let bytes = std::fs::read(&path).map_err(|e| wasm_err(&path, "read", e))?;
+        let kind = detect::sniff(&bytes[..bytes.len().min(4096)]).ok_or_else(|| {
+            wasm_err(
+                &path,
+                "not a WebAssembly module or component",
+                "no \\0asm header and no WAT text",
+            )
+        })?;
+        let memory_limit = w
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .filter(|l| *l > 0)
+            .map(|l| l as usize);
+        let engine = Engine::new(&engine_config(w.spec, memory_limit))
+            .map_err(|e| ExecutorError::Wasm(format!("wasmtime engine: {e}")))?;
+        let artefact = self.compile(&engine, kind, &bytes, &path)?;
+        check_command(&engine, &artefact, &path)?;
+        self.args = args;
+        self.env = env
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect();
+        self.cwd = process.cwd().to_string_lossy().into_owned();
+        self.prepared = Some(Prepared {
+            engine,
+            artefact,
+            memory_limit,
+        });
+        Ok(())
+    }
+
+    fn load(&mut self, _spec: &Spec) -> Result<(), ExecutorError> {
+        hide_proc()
+    }
+
+    fn exec(&mut self, notify_started: &mut dyn FnMut()) -> Result<Infallible, ExecutorError> {
+        let prepared = self
+            .prepared
+            .take()
+            .ok_or_else(|| ExecutorError::Wasm("workload was not prepared".into()))?;
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(m) = prepared.memory_limit {
+            limits = limits.memory_size(m);
+        }
+        let limits = limits.build();
+        let builder = self.wasi_builder();
+        let mut builder = builder?;
+        install_stop_handlers();
+        let code = match &prepared.artefact {
+            Artefact::Module(module) => {
+                let mut linker: wasmtime::Linker<P1State> = wasmtime::Linker::new(&prepared.engine);
+                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+                    .map_err(|e| ExecutorError::Wasm(format!("link WASI: {e}")))?;
+                let mut store = Store::new(
+                    &prepared.engine,
+                    P1State {
+                        wasi: builder.build_p1(),
+                        limits,
+                    },
+                );
+                store.limiter(|s| &mut s.limits);
+                let instance = linker
+                    .instantiate(&mut store, module)
+                    .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
+                let start = instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .map_err(|e| ExecutorError::Wasm(format!("_start: {e:#}")))?;
+                notify_started();
+                status_of(start.call(&mut store, ()))
+            }
+            Artefact::Component(component) => {
+                let mut linker: wasmtime::component::Linker<P2State> =
+                    wasmtime::component::Linker::new(&prepared.engine);
+                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                    .map_err(|e| ExecutorError::Wasm(format!("link WASI: {e}")))?;
+                let mut store = Store::new(
+                    &prepared.engine,
+                    P2State {
+                        wasi: builder.build(),
+                        table: ResourceTable::new(),
+                        limits,
+                    },
+                );
+                store.limiter(|s| &mut s.limits);
+                let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
+                    &mut store, component, &linker,
+                )
+                .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
+                notify_started();
+                match command.wasi_cli_run().call_run(&mut store) {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(())) => 1,
+                    Err(e) => status_of(Err(e)),
+                }
+            }
+        };
+        finish(code)
+    }
+}
+
+/// Mounts an empty read-only tmpfs over `/proc` (when it is a procfs mount), so that the guest, which
+/// runs inside the runtime's own process, cannot open `/proc/self/mem`, `/proc/self/exe` or
+/// `/proc/<pid>/...` through its preopened `/`.
+///
+/// Errors: the mount fails.
+pub fn hide_proc() -> Result<(), ExecutorError> {
+    let is_proc = nix::sys::statfs::statfs("/proc")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+        .unwrap_or(false);
+    if !is_proc {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        "/proc",
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_RDONLY
+            | nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        Some("size=0k,nr_inodes=1,mode=555"),
+    )
+    .map_err(|e| ExecutorError::Wasm(format!("hide /proc from the guest: {e}")))
+}
