@@ -234,19 +234,18 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
             "a mount namespace is required (amphi never sets up a rootfs in the host's mount namespace)",
         ));
     }
-    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !new_ns(LinuxNamespaceType::Uts)
-    {
+    // As runc: a UTS namespace entry (new, or joined by path) is needed to set the names.
+    let private_uts = types.contains(&LinuxNamespaceType::Uts);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !private_uts {
         return Err(err(
             "hostname",
-            "setting the hostname requires a new UTS namespace in linux.namespaces",
+            "setting the hostname requires a UTS namespace in linux.namespaces",
         ));
     }
-    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty())
-        && !new_ns(LinuxNamespaceType::Uts)
-    {
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !private_uts {
         return Err(err(
             "domainname",
-            "setting the domainname requires a new UTS namespace in linux.namespaces",
+            "setting the domainname requires a UTS namespace in linux.namespaces",
         ));
     }
     let user_ns = types.contains(&LinuxNamespaceType::User);

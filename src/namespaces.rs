@@ -105,6 +105,11 @@ impl NamespacePlan {
         }
     }
 
+    /// True when the container has a namespace of type `t` of its own, new or joined by path.
+    pub fn is_private(&self, t: LinuxNamespaceType) -> bool {
+        self.is_new(t) || self.join.iter().any(|(j, _)| *j == t)
+    }
+
     /// True when the container joins an existing user namespace.
     pub fn joins_user(&self) -> bool {
         self.join

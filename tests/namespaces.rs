@@ -305,7 +305,7 @@ fn join_namespaces_by_path() {
     );
     set_ns(&mut b, "network", Some(&format!("/proc/{a_pid}/ns/net")));
     set_ns(&mut b, "uts", Some(&format!("/proc/{a_pid}/ns/uts")));
-    // A joined UTS namespace keeps its name: no hostname may be set.
+    // Without a hostname, a joined UTS namespace keeps its name.
     b.config.as_object_mut().unwrap().remove("hostname");
     let out = b.run();
     assert!(out.status.success(), "run B: {}", stderr(&out));
@@ -317,14 +317,21 @@ fn join_namespaces_by_path() {
     // A still runs, undisturbed.
     assert_eq!(a.state().unwrap()["status"], "running");
 
-    // Setting a hostname in a joined (not new) UTS namespace is refused.
-    let mut c = Bundle::new("join-c", &["true"]);
+    // As runc: a hostname may be set in a joined UTS namespace (it renames the shared namespace).
+    let mut c = Bundle::new("join-c", &["hostname"]);
     set_ns(&mut c, "uts", Some(&format!("/proc/{a_pid}/ns/uts")));
-    c.config["hostname"] = json!("other");
-    let out = c.create();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("hostname"), "{}", stderr(&out));
-    assert_nothing_left(&c);
+    c.config["hostname"] = json!("amphi-join-c");
+    let out = c.run();
+    assert!(out.status.success(), "run C: {}", stderr(&out));
+    assert_eq!(stdout(&out), "amphi-join-c\n");
+    let out = a.amphi(&["state", &a.id]);
+    assert!(out.status.success());
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(
+        host_name.trim(),
+        "amphi-join-c",
+        "the host's name must not change"
+    );
 }
 
 #[test]

@@ -143,7 +143,7 @@ fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("process.cwd: create {}: {e}", cwd.display()))?,
     }
 
-    if cfg.namespaces.is_new(LinuxNamespaceType::Uts) {
+    if cfg.namespaces.is_private(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             sethostname(h).map_err(|e| anyhow::anyhow!("hostname {h:?}: {e}"))?;
         }
