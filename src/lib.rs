@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod cgroups;
 pub mod cli;
 pub mod container;
+pub mod hooks;
 pub mod logging;
 pub mod namespaces;
 pub mod process;

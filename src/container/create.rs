@@ -148,6 +148,7 @@ fn create_in(
         annotations: spec.annotations().clone().unwrap_or_default(),
         cgroup_path: None,
         executor: String::new(),
+        hooks: spec.hooks().clone(),
     };
     dir.save(&state)?;
 
@@ -212,8 +213,24 @@ fn create_in(
             sigmask,
             close_in_child: vec![dir.as_fd().as_raw_fd()],
             session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{}", opts.id)),
+            hook_state: state.spec_state_json_as(Status::Creating),
         };
-        let pid = parent::spawn(&mut cfg)?;
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let mut runtime_hooks = |pid: i32| -> anyhow::Result<()> {
+            let mut hs = state.spec_state_json_as(Status::Creating);
+            hs["pid"] = pid.into();
+            crate::hooks::run(
+                "prestart",
+                hooks.prestart().as_deref().unwrap_or_default(),
+                &hs,
+            )?;
+            crate::hooks::run(
+                "createRuntime",
+                hooks.create_runtime().as_deref().unwrap_or_default(),
+                &hs,
+            )
+        };
+        let pid = parent::spawn(&mut cfg, &mut runtime_hooks)?;
         state.pid = pid;
         state.pid_start_time = proc_stat(pid)
             .map(|(start, _)| start)

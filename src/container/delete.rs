@@ -55,5 +55,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
         }
     }
     destroy(&state)?;
-    dir.remove()
+    dir.remove()?;
+    if let Some(list) = state.hooks.as_ref().and_then(|h| h.poststop().clone()) {
+        crate::hooks::run_warn(
+            "poststop",
+            &list,
+            &state.spec_state_json_as(Status::Stopped),
+        );
+    }
+    Ok(())
 }

@@ -35,5 +35,8 @@ pub fn start(dir: &ContainerDir, state: &mut State) -> anyhow::Result<()> {
     }
     state.status = Status::Running;
     dir.save(state)?;
+    if let Some(list) = state.hooks.as_ref().and_then(|h| h.poststart().clone()) {
+        crate::hooks::run_warn("poststart", &list, &state.spec_state_json());
+    }
     Ok(())
 }

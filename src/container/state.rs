@@ -61,8 +61,11 @@ pub struct State {
     pub annotations: HashMap<String, String>,
     /// The cgroup path from each hierarchy's root, when a cgroup was created.
     pub cgroup_path: Option<String>,
-    /// The executor chosen at create (`linux`).
+    /// The executor chosen at create (`linux` or `wasm`).
     pub executor: String,
+    /// The config's hooks, kept for `poststart` and `poststop` (the bundle may change after create).
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The JSON that `amphi state` prints: runc's `containerState` fields, in runc's order.
@@ -130,9 +133,8 @@ impl State {
         }
     }
 
-    /// The state as runtime-spec's state JSON for hooks (runtime.md "State").
-    pub fn spec_state_json(&self) -> serde_json::Value {
-        let status = self.status();
+    /// The state as runtime-spec's state JSON for hooks (runtime.md "State"), with `status`.
+    pub fn spec_state_json_as(&self, status: Status) -> serde_json::Value {
         serde_json::json!({
             "ociVersion": self.oci_version,
             "id": self.id,
@@ -141,6 +143,11 @@ impl State {
             "bundle": self.bundle,
             "annotations": self.annotations,
         })
+    }
+
+    /// The state JSON for hooks with the current status.
+    pub fn spec_state_json(&self) -> serde_json::Value {
+        self.spec_state_json_as(self.status())
     }
 }
 

@@ -15,6 +15,12 @@ pub enum Msg {
     MappingsWritten,
     /// intermediate -> parent: the init process was forked; its pid as seen by the parent.
     InitPid(i32),
+    /// init -> parent: the namespaces and mounts exist (before `pivot_root`): run the `prestart` and
+    /// `createRuntime` hooks. Sent only when the config has hooks.
+    HooksPoint,
+    /// parent -> init: the runtime hooks ran; the init process's pid as the host sees it (for the
+    /// state that the container's own hooks read).
+    HooksDone(i32),
     /// init -> parent: the container is set up and init waits for `start`.
     Ready,
     /// intermediate or init -> parent: setup failed; the message is shown to the user.

@@ -20,7 +20,7 @@ use crate::utils::secure_join;
 /// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
 /// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
 pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
-    if let Err(e) = setup(cfg) {
+    if let Err(e) = setup(cfg, ch) {
         let _ = ch.send(&Msg::Error(format!("{e:#}")));
         exit_child(1);
     }
@@ -31,6 +31,20 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
         Ok(c) => Some(c),
         Err(_) => exit_child(1),
     };
+    if let Some(list) = cfg
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+    {
+        cfg.hook_state["status"] = "created".into();
+        if let Err(e) = crate::hooks::run("startContainer", &list, &cfg.hook_state) {
+            if let Some(c) = conn.as_mut() {
+                let _ = c.write_all(format!("{e:#}").as_bytes());
+            }
+            exit_child(1);
+        }
+    }
     // Executors that do not execve report the start by closing the connection themselves.
     let err = match cfg.executor.exec(&mut || drop(conn.take())) {
         Err(e) => e,
@@ -94,7 +108,31 @@ fn join_session_keyring(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
+/// Asks the parent to run the runtime's hooks (when the config has hooks of the create phase), then
+/// runs `createContainer` hooks in the container's namespaces, before `pivot_root`.
+fn create_phase_hooks(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
+    let Some(hooks) = cfg.spec.hooks().clone() else {
+        return Ok(());
+    };
+    let any = |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
+    if any(hooks.prestart())
+        || any(hooks.create_runtime())
+        || any(hooks.create_container())
+        || any(hooks.start_container())
+    {
+        ch.send(&Msg::HooksPoint)?;
+        match ch.recv()? {
+            Some(Msg::HooksDone(pid)) => cfg.hook_state["pid"] = pid.into(),
+            other => anyhow::bail!("waiting for the runtime's hooks: unexpected {other:?}"),
+        }
+    }
+    if let Some(list) = hooks.create_container() {
+        crate::hooks::run("createContainer", list, &cfg.hook_state)?;
+    }
+    Ok(())
+}
+
+fn setup(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     setsid().map_err(|e| anyhow::anyhow!("setsid: {e}"))?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| anyhow::anyhow!("restore signal mask: {e}"))?;
@@ -157,6 +195,7 @@ fn setup(cfg: &mut InitConfig) -> anyhow::Result<()> {
         }
     }
 
+    create_phase_hooks(cfg, ch)?;
     pivot::pivot_root(&rootfs, cfg.no_pivot)?;
     if let Some(flag) = linux
         .rootfs_propagation()

@@ -54,6 +54,9 @@ pub struct InitConfig {
     pub close_in_child: Vec<std::os::fd::RawFd>,
     /// Name of a new session keyring to join (`_ses.<id>`), unless `--no-new-keyring`.
     pub session_keyring: Option<String>,
+    /// The runtime-spec state JSON (status `creating`) for the container's own hooks; init fills in
+    /// its host pid and status.
+    pub hook_state: serde_json::Value,
 }
 
 impl std::fmt::Debug for InitConfig {

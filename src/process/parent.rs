@@ -14,7 +14,13 @@ use crate::user_ns;
 /// On error, every process this call forked is killed and reaped before it returns.
 ///
 /// Errors: any step of the intermediate or init, with its message.
-pub fn spawn(cfg: &mut InitConfig) -> anyhow::Result<i32> {
+///
+/// `runtime_hooks` runs the `prestart` and `createRuntime` hooks when init asks for them, with the init
+/// process's pid.
+pub fn spawn(
+    cfg: &mut InitConfig,
+    runtime_hooks: &mut dyn FnMut(i32) -> anyhow::Result<()>,
+) -> anyhow::Result<i32> {
     let (parent_ch, child_ch) = Channel::pair()?;
     // SAFETY: amphi is single-threaded when it creates a container, so the child may run any code.
     let child = match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork: {e}"))? {
@@ -27,7 +33,7 @@ pub fn spawn(cfg: &mut InitConfig) -> anyhow::Result<i32> {
     };
     drop(child_ch);
     let mut init_pid: Option<i32> = None;
-    let result = drive(cfg, &parent_ch, child, &mut init_pid);
+    let result = drive(cfg, &parent_ch, child, &mut init_pid, runtime_hooks);
     if result.is_err() {
         if let Some(pid) = init_pid {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -43,6 +49,7 @@ fn drive(
     ch: &Channel,
     child: Pid,
     init_pid: &mut Option<i32>,
+    runtime_hooks: &mut dyn FnMut(i32) -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
     if cfg.namespaces.new_user {
         ch.expect(&Msg::UserNsReady, "intermediate process")?;
@@ -68,10 +75,16 @@ fn drive(
         Ok(status) => anyhow::bail!("intermediate process ended with {status:?}"),
         Err(e) => anyhow::bail!("wait for intermediate process: {e}"),
     }
-    match ch.recv()? {
-        Some(Msg::Ready) => Ok(pid),
-        Some(Msg::Error(e)) => Err(anyhow::anyhow!(e)),
-        Some(other) => anyhow::bail!("init process: unexpected {other:?}"),
-        None => anyhow::bail!("init process exited during create"),
+    loop {
+        match ch.recv()? {
+            Some(Msg::HooksPoint) => {
+                runtime_hooks(pid)?;
+                ch.send(&Msg::HooksDone(pid))?;
+            }
+            Some(Msg::Ready) => return Ok(pid),
+            Some(Msg::Error(e)) => return Err(anyhow::anyhow!(e)),
+            Some(other) => anyhow::bail!("init process: unexpected {other:?}"),
+            None => anyhow::bail!("init process exited during create"),
+        }
     }
 }
