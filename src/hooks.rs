@@ -17,8 +17,9 @@
 //! exactly `env`, and is killed after `timeout` seconds.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
@@ -35,11 +36,17 @@ pub fn run(kind: &str, hooks: &[Hook], state: &serde_json::Value) -> anyhow::Res
     Ok(())
 }
 
-/// Runs `hooks` like [`run`], logging a failure as a warning instead of returning it (poststart,
-/// poststop).
+/// Runs `hooks` like [`run`], logging each failure as a warning instead of returning it, and going
+/// on with the remaining hooks (poststart, poststop: runtime.md "Lifecycle").
 pub fn run_warn(kind: &str, hooks: &[Hook], state: &serde_json::Value) {
-    if let Err(e) = run(kind, hooks, state) {
-        log::warn!("{e:#}");
+    let input = match serde_json::to_vec(state) {
+        Ok(i) => i,
+        Err(e) => return log::warn!("hooks.{kind}: state: {e}"),
+    };
+    for (i, hook) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(hook, &input) {
+            log::warn!("hooks.{kind}[{i}]: {e:#}");
+        }
     }
 }
 
@@ -61,16 +68,23 @@ fn run_one(hook: &Hook, input: &[u8]) -> anyhow::Result<()> {
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("start {}: {e}", path.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is not an error.
-        let _ = stdin.write_all(input);
-    }
     let deadline = hook
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    // The hook's stderr is drained while it runs (a hook writing more than a pipe holds must not
+    // stall), without blocking: a process the hook left behind may keep it open.
+    let mut stderr = child.stderr.take().map(|e| {
+        set_nonblocking(e.as_raw_fd());
+        (e, Vec::new())
+    });
+    if let Some(stdin) = child.stdin.take() {
+        feed_stdin(stdin, input, &mut child, &mut stderr, deadline)?;
+    }
     let status = loop {
+        drain(&mut stderr);
         if let Some(status) = child.try_wait()? {
+            drain(&mut stderr);
             break status;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -85,11 +99,88 @@ fn run_one(hook: &Hook, input: &[u8]) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(1));
     };
     if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
+        let err = stderr
+            .map(|(_, buf)| String::from_utf8_lossy(&buf).into_owned())
+            .unwrap_or_default();
         anyhow::bail!("{} failed ({status}): {}", path.display(), err.trim());
     }
     Ok(())
+}
+
+/// Writes `input` to the hook's stdin without blocking past `deadline` (a hook that never reads
+/// its stdin is then caught by the timeout) and stops early, without error, when the hook exits or
+/// closes its stdin: a hook that does not read its stdin is not an error. SIGPIPE is ignored for
+/// the writes: amphi runs with it at its default (see cli::main), and a hook that exits before
+/// reading would otherwise kill amphi (or init) instead of yielding EPIPE.
+fn feed_stdin(
+    mut stdin: std::process::ChildStdin,
+    input: &[u8],
+    child: &mut std::process::Child,
+    stderr: &mut Option<(ChildStderr, Vec<u8>)>,
+    deadline: Option<Instant>,
+) -> anyhow::Result<()> {
+    set_nonblocking(stdin.as_raw_fd());
+    // SAFETY: signal(2) only swaps the disposition; the previous one is restored below.
+    let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut rest = input;
+    let result = loop {
+        if rest.is_empty() {
+            break Ok(());
+        }
+        match stdin.write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                drain(stderr);
+                match child.try_wait() {
+                    Ok(Some(_)) => break Ok(()),
+                    Ok(None) => {}
+                    Err(e) => break Err(e.into()),
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // EPIPE: the hook closed its stdin.
+            Err(_) => break Ok(()),
+        }
+    };
+    // SAFETY: as above, restoring the disposition read from the first call.
+    unsafe { libc::signal(libc::SIGPIPE, old) };
+    result
+}
+
+/// At most this much of a hook's stderr is kept for the error message.
+const STDERR_KEEP: usize = 64 * 1024;
+
+/// Reads what the hook's stderr holds now, without blocking, keeping the first [`STDERR_KEEP`]
+/// bytes.
+fn drain(stderr: &mut Option<(ChildStderr, Vec<u8>)>) {
+    let Some((e, buf)) = stderr.as_mut() else {
+        return;
+    };
+    let mut chunk = [0u8; 8192];
+    loop {
+        match e.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                let room = STDERR_KEEP.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn set_nonblocking(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl(2) on a pipe fd of ours; it only changes its status flags.
+    unsafe {
+        libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+        )
+    };
 }
