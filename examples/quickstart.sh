@@ -10,3 +10,9 @@ cargo build --release
 ./examples/busybox/make-bundle.sh
 echo "--- a Linux container (busybox) ---"
 ./target/release/amphi run --bundle examples/busybox/bundle "amphi-hello-$$"
+./examples/wasm/make-bundle.sh
+echo "--- a WebAssembly container (a WASI preview 1 module as text; no annotation needed) ---"
+./target/release/amphi run --bundle examples/wasm/bundle "amphi-wasm-hello-$$"
+./examples/wasm/make-bundle.sh component
+echo "--- the same program as a WASI preview 2 component ---"
+./target/release/amphi run --bundle examples/wasm/bundle-component "amphi-component-hello-$$"

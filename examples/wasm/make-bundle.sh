@@ -1,20 +1,33 @@
 #!/bin/sh
-# Builds the wasm example bundle: examples/wasm/bundle/{config.json,rootfs/hello.wat}.
-# The rootfs holds only the WAT module (plus the mount points); the config has no annotation: amphi
-# recognises the WebAssembly text in process.args[0] and runs it in wasmtime.
+# Builds a wasm example bundle.
+#   make-bundle.sh            -> examples/wasm/bundle: rootfs/hello.wat, a WASI preview 1 module as text
+#   make-bundle.sh component  -> examples/wasm/bundle-component: rootfs/hello.wasm, the same program as a
+#                                WASI preview 2 component (built by `cargo run --example make-component`)
+# The rootfs holds only the workload (plus the mount points); the config has no annotation: amphi
+# recognises WebAssembly in process.args[0] and runs it in wasmtime.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-bundle="$here/bundle"
+if [ "${1:-}" = component ]; then
+    bundle="$here/bundle-component"
+    workload=/hello.wasm
+else
+    bundle="$here/bundle"
+    workload=/hello.wat
+fi
 rm -rf "$bundle"
 mkdir -p "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys" "$bundle/rootfs/tmp"
-cp "$here/hello.wat" "$bundle/rootfs/hello.wat"
+if [ "${1:-}" = component ]; then
+    (cd "$here/../.." && cargo run -q --example make-component -- "$here/hello.wat" "$bundle/rootfs/hello.wasm")
+else
+    cp "$here/hello.wat" "$bundle/rootfs/hello.wat"
+fi
 cat > "$bundle/config.json" <<'JSON'
 {
   "ociVersion": "1.2.1",
   "process": {
     "terminal": false,
     "user": { "uid": 0, "gid": 0 },
-    "args": ["/hello.wat"],
+    "args": ["WORKLOAD"],
     "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
     "cwd": "/",
     "capabilities": {
@@ -46,4 +59,5 @@ cat > "$bundle/config.json" <<'JSON'
   }
 }
 JSON
+sed -i "s|WORKLOAD|$workload|; s|wasm-hello\"|wasm-hello$(basename "$bundle" | sed s/bundle//)\"|" "$bundle/config.json"
 echo "bundle ready: $bundle"
