@@ -301,10 +301,12 @@ impl Executor for WasmExecutor {
                 name: args[0].clone(),
                 path: crate::path::search_path(w.spec),
             })?;
-        let bytes = std::fs::read(&path).map_err(|e| wasm_err(&path, "read", e))?;
+        // Errors name the file as the container sees it.
+        let shown = Path::new("/").join(path.strip_prefix(w.rootfs).unwrap_or(&path));
+        let bytes = std::fs::read(&path).map_err(|e| wasm_err(&shown, "read", e))?;
         let kind = detect::sniff(&bytes[..bytes.len().min(4096)]).ok_or_else(|| {
             wasm_err(
-                &path,
+                &shown,
                 "not a WebAssembly module or component",
                 "no \\0asm header and no WAT text",
             )
@@ -320,8 +322,8 @@ impl Executor for WasmExecutor {
             .map(|l| l as usize);
         let engine = Engine::new(&engine_config(w.spec, memory_limit))
             .map_err(|e| ExecutorError::Wasm(format!("wasmtime engine: {e}")))?;
-        let artefact = self.compile(&engine, kind, &bytes, &path)?;
-        check_command(&engine, &artefact, &path)?;
+        let artefact = self.compile(&engine, kind, &bytes, &shown)?;
+        check_command(&engine, &artefact, &shown)?;
         self.args = args;
         self.env = env
             .iter()
