@@ -217,10 +217,11 @@ impl Drop for Bundle {
         }
         for d in self.cgroup_dirs() {
             let _ = std::fs::remove_dir(&d);
-            // The shared parent goes when the last test using it is done.
-            if let Some(parent) = d.parent() {
-                let _ = std::fs::remove_dir(parent);
-            }
+        }
+        // The shared parent goes when the last test using it is done (rmdir fails while another
+        // test's cgroup is still inside).
+        for parent in cgroup_dirs_of("/amphi-test") {
+            let _ = std::fs::remove_dir(parent);
         }
     }
 }

@@ -320,10 +320,19 @@ impl Executor for WasmExecutor {
             .and_then(|m| m.limit())
             .filter(|l| *l > 0)
             .map(|l| l as usize);
+        let t0 = std::time::Instant::now();
         let engine = Engine::new(&engine_config(w.spec, memory_limit))
             .map_err(|e| ExecutorError::Wasm(format!("wasmtime engine: {e}")))?;
+        let t1 = std::time::Instant::now();
         let artefact = self.compile(&engine, kind, &bytes, &shown)?;
+        let t2 = std::time::Instant::now();
         check_command(&engine, &artefact, &shown)?;
+        log::debug!(
+            "wasm prepare: engine {:?}, load/compile {:?}, check {:?}",
+            t1 - t0,
+            t2 - t1,
+            t2.elapsed()
+        );
         self.args = args;
         self.env = env
             .iter()
