@@ -36,9 +36,15 @@ enum Artefact {
     Component(wasmtime::component::Component),
 }
 
+/// A workload linked against WASI and ready to instantiate (linked once, in `create`).
+enum Runnable {
+    Module(wasmtime::InstancePre<P1State>),
+    Component(wasmtime_wasi::p2::bindings::CommandPre<P2State>),
+}
+
 struct Prepared {
     engine: Engine,
-    artefact: Artefact,
+    runnable: Runnable,
     memory_limit: Option<usize>,
 }
 
@@ -167,10 +173,10 @@ impl WasmExecutor {
     }
 }
 
-/// Checks that a compiled workload is a WASI command, so that a module without `_start` or a
-/// component without `wasi:cli/run` fails `create`.
-fn check_command(engine: &Engine, artefact: &Artefact, path: &Path) -> Result<(), ExecutorError> {
-    match artefact {
+/// Links a compiled workload against WASI, checking it is a WASI command, so that a module without
+/// `_start`, a component without `wasi:cli/run`, or an unknown import fails `create`.
+fn link(engine: &Engine, artefact: &Artefact, path: &Path) -> Result<Runnable, ExecutorError> {
+    Ok(match artefact {
         Artefact::Module(m) => {
             match m.get_export("_start") {
                 Some(wasmtime::ExternType::Func(_)) => {}
@@ -182,31 +188,43 @@ fn check_command(engine: &Engine, artefact: &Artefact, path: &Path) -> Result<()
                     ))
                 }
             }
-            let mut linker: wasmtime::Linker<P1State> = wasmtime::Linker::new(engine);
-            wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
-                .map_err(|e| wasm_err(path, "link WASI", e))?;
-            linker
-                .instantiate_pre(m)
-                .map_err(|e| wasm_err(path, "unsatisfied imports", format!("{e:#}")))?;
+            Runnable::Module(
+                p1_linker(engine)
+                    .map_err(|e| wasm_err(path, "link WASI", e))?
+                    .instantiate_pre(m)
+                    .map_err(|e| wasm_err(path, "unsatisfied imports", format!("{e:#}")))?,
+            )
         }
         Artefact::Component(c) => {
-            let mut linker: wasmtime::component::Linker<P2State> =
-                wasmtime::component::Linker::new(engine);
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                .map_err(|e| wasm_err(path, "link WASI", e))?;
-            let pre = linker
+            let pre = p2_linker(engine)
+                .map_err(|e| wasm_err(path, "link WASI", e))?
                 .instantiate_pre(c)
                 .map_err(|e| wasm_err(path, "unsatisfied imports", format!("{e:#}")))?;
-            wasmtime_wasi::p2::bindings::sync::CommandPre::new(pre).map_err(|e| {
-                wasm_err(
-                    path,
-                    "not a WASI command (no wasi:cli/run export)",
-                    format!("{e:#}"),
-                )
-            })?;
+            Runnable::Component(
+                wasmtime_wasi::p2::bindings::CommandPre::new(pre).map_err(|e| {
+                    wasm_err(
+                        path,
+                        "not a WASI command (no wasi:cli/run export)",
+                        format!("{e:#}"),
+                    )
+                })?,
+            )
         }
-    }
-    Ok(())
+    })
+}
+
+/// A linker with WASI preview 1 (async host functions).
+fn p1_linker(engine: &Engine) -> wasmtime::Result<wasmtime::Linker<P1State>> {
+    let mut linker = wasmtime::Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)?;
+    Ok(linker)
+}
+
+/// A component linker with WASI preview 2 (async host functions).
+fn p2_linker(engine: &Engine) -> wasmtime::Result<wasmtime::component::Linker<P2State>> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    Ok(linker)
 }
 
 struct P1State {
@@ -326,7 +344,7 @@ impl Executor for WasmExecutor {
         let t1 = std::time::Instant::now();
         let artefact = self.compile(&engine, kind, &bytes, &shown)?;
         let t2 = std::time::Instant::now();
-        check_command(&engine, &artefact, &shown)?;
+        let runnable = link(&engine, &artefact, &shown)?;
         log::debug!(
             "wasm prepare: engine {:?}, load/compile {:?}, check {:?}",
             t1 - t0,
@@ -344,7 +362,7 @@ impl Executor for WasmExecutor {
         self.cwd = process.cwd().to_string_lossy().into_owned();
         self.prepared = Some(Prepared {
             engine,
-            artefact,
+            runnable,
             memory_limit,
         });
         Ok(())
@@ -364,57 +382,61 @@ impl Executor for WasmExecutor {
             limits = limits.memory_size(m);
         }
         let limits = limits.build();
+        let t0 = std::time::Instant::now();
         let builder = self.wasi_builder();
         let mut builder = builder?;
         install_stop_handlers();
-        let code = match &prepared.artefact {
-            Artefact::Module(module) => {
-                let mut linker: wasmtime::Linker<P1State> = wasmtime::Linker::new(&prepared.engine);
-                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
-                    .map_err(|e| ExecutorError::Wasm(format!("link WASI: {e}")))?;
-                let mut store = Store::new(
-                    &prepared.engine,
-                    P1State {
-                        wasi: builder.build_p1(),
-                        limits,
-                    },
-                );
-                store.limiter(|s| &mut s.limits);
-                let instance = linker
-                    .instantiate(&mut store, module)
-                    .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
-                let start = instance
-                    .get_typed_func::<(), ()>(&mut store, "_start")
-                    .map_err(|e| ExecutorError::Wasm(format!("_start: {e:#}")))?;
-                notify_started();
-                status_of(start.call(&mut store, ()))
-            }
-            Artefact::Component(component) => {
-                let mut linker: wasmtime::component::Linker<P2State> =
-                    wasmtime::component::Linker::new(&prepared.engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                    .map_err(|e| ExecutorError::Wasm(format!("link WASI: {e}")))?;
-                let mut store = Store::new(
-                    &prepared.engine,
-                    P2State {
-                        wasi: builder.build(),
-                        table: ResourceTable::new(),
-                        limits,
-                    },
-                );
-                store.limiter(|s| &mut s.limits);
-                let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
-                    &mut store, component, &linker,
-                )
-                .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
-                notify_started();
-                match command.wasi_cli_run().call_run(&mut store) {
-                    Ok(Ok(())) => 0,
-                    Ok(Err(())) => 1,
-                    Err(e) => status_of(Err(e)),
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .enable_io()
+            .build()
+            .map_err(|e| ExecutorError::Wasm(format!("tokio runtime: {e}")))?;
+        let code = rt.block_on(async {
+            match &prepared.runnable {
+                Runnable::Module(pre) => {
+                    let mut store = Store::new(
+                        &prepared.engine,
+                        P1State {
+                            wasi: builder.build_p1(),
+                            limits,
+                        },
+                    );
+                    store.limiter(|s| &mut s.limits);
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
+                    let start = instance
+                        .get_typed_func::<(), ()>(&mut store, "_start")
+                        .map_err(|e| ExecutorError::Wasm(format!("_start: {e:#}")))?;
+                    log::debug!("wasm exec: instantiated in {:?}", t0.elapsed());
+                    notify_started();
+                    Ok::<i32, ExecutorError>(status_of(start.call_async(&mut store, ()).await))
+                }
+                Runnable::Component(pre) => {
+                    let mut store = Store::new(
+                        &prepared.engine,
+                        P2State {
+                            wasi: builder.build(),
+                            table: ResourceTable::new(),
+                            limits,
+                        },
+                    );
+                    store.limiter(|s| &mut s.limits);
+                    let command = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
+                    log::debug!("wasm exec: instantiated in {:?}", t0.elapsed());
+                    notify_started();
+                    Ok(match command.wasi_cli_run().call_run(&mut store).await {
+                        Ok(Ok(())) => 0,
+                        Ok(Err(())) => 1,
+                        Err(e) => status_of(Err(e)),
+                    })
                 }
             }
-        };
+        })?;
         finish(code)
     }
 }
