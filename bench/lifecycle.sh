@@ -50,10 +50,11 @@ echo "## create + start + delete"
 hf cycle -n amphi "sh -c '$A create -b $work/b-amphi a && $A start a && $A delete -f a'" \
          -n runc "sh -c '$R create -b $work/b-runc r && $R start r && $R delete -f r'"
 echo "## run: busybox hello vs wasm hello (cold: empty cache; cached)"
-hf run -n "amphi busybox hello" "$A run -b $work/b-hello h" \
+# hyperfine applies a single --prepare to every command: give each command its own.
+hf run --prepare true -n "amphi busybox hello" "$A run -b $work/b-hello h" \
        --prepare "rm -rf $work/cache" -n "amphi wasm hello, cold" "$A run -b $work/b-wasm w" \
-       -n "amphi wasm hello, cached" "$A run -b $work/b-wasm w" \
-       -n "runc busybox hello" "$R run -b $work/b-hello h"
+       --prepare true -n "amphi wasm hello, cached" "$A run -b $work/b-wasm w" \
+       --prepare true -n "runc busybox hello" "$R run -b $work/b-hello h"
 for d in /sys/fs/cgroup/*/amphi-bench /sys/fs/cgroup/unified/amphi-bench; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
 done
