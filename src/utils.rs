@@ -35,6 +35,18 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
     result
 }
 
+/// Creates `path` and its missing parents with mode 0755, as runc does for the directories it makes
+/// in a rootfs (init runs with umask 0, where `create_dir_all` would make them world-writable).
+///
+/// Errors: a component cannot be created.
+pub fn create_dir_all_0755(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+}
+
 /// Start time of process `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22), and its state
 /// letter (field 3). Together with the pid this identifies a process across pid reuse.
 ///

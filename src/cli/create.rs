@@ -50,12 +50,22 @@ impl CreateFlags {
             pidfd_socket: self.pidfd_socket.as_deref().map(absolute).transpose()?,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            listen_fds: listen_fds(),
             no_pivot: self.no_pivot,
             systemd_cgroup: g.systemd_cgroup,
             invoked_as: g.invoked_as.clone(),
             wasm_cache_dir: g.wasm_cache_dir.clone(),
         })
     }
+}
+
+/// `LISTEN_FDS` from amphi's environment (systemd socket activation, sd_listen_fds(3)); 0 when unset
+/// or malformed.
+fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `amphi create [flags] ID`.

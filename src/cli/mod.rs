@@ -3,7 +3,9 @@
 
 mod create;
 mod delete;
+mod exec;
 mod features;
+mod foreground;
 mod kill;
 mod run;
 mod spec;
@@ -62,6 +64,8 @@ pub enum Command {
     Create(create::CreateArgs),
     /// Execute the user-defined process in a created container.
     Start(start::StartArgs),
+    /// Execute a new process inside the container.
+    Exec(Box<exec::ExecArgs>),
     /// Create and run a container.
     Run(run::RunArgs),
     /// Output the state of a container.
@@ -81,6 +85,19 @@ pub enum Command {
 
 /// What a subcommand hands back: the process exit code.
 pub type ExitCode = i32;
+
+/// An error that ends amphi with a specific exit status instead of 1 (e.g. 255 when `exec` could not
+/// start its command, as runc).
+#[derive(Debug)]
+pub struct WithCode(pub i32, pub anyhow::Error);
+
+impl std::fmt::Display for WithCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.1)
+    }
+}
+
+impl std::error::Error for WithCode {}
 
 /// Shared context of a subcommand.
 #[derive(Debug, Clone)]
@@ -155,6 +172,7 @@ pub fn main() -> i32 {
     let result = match command {
         Command::Create(a) => create::run(&g, a),
         Command::Start(a) => start::run(&g, a),
+        Command::Exec(a) => exec::run(&g, *a),
         Command::Run(a) => run::run(&g, a),
         Command::State(a) => state::run_state(&g, a),
         Command::Kill(a) => kill::run(&g, a),
@@ -171,7 +189,7 @@ pub fn main() -> i32 {
             if cli.log.is_some() {
                 eprintln!("amphi: {msg}");
             }
-            1
+            e.downcast_ref::<WithCode>().map(|w| w.0).unwrap_or(1)
         }
     }
 }

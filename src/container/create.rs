@@ -38,6 +38,9 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// `--preserve-fds`.
     pub preserve_fds: u32,
+    /// `LISTEN_FDS` of the caller (socket activation): these fds (3..3+N) are passed before the
+    /// `--preserve-fds` ones, and the workload gets `LISTEN_FDS=N` and `LISTEN_PID=1`.
+    pub listen_fds: u32,
     /// `--no-pivot`.
     pub no_pivot: bool,
     /// `--systemd-cgroup`.
@@ -133,7 +136,16 @@ fn create_in(
     console: Option<OwnedFd>,
     sigmask: SigSet,
 ) -> anyhow::Result<(State, bool)> {
-    let bundle = Bundle::load(&opts.bundle)?;
+    let mut bundle = Bundle::load(&opts.bundle)?;
+    if opts.listen_fds > 0 {
+        if let Some(p) = bundle.spec.process_mut() {
+            let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+            env.push(format!("LISTEN_FDS={}", opts.listen_fds));
+            env.push("LISTEN_PID=1".into());
+            p.set_env(Some(env));
+        }
+    }
     let spec = &bundle.spec;
     let mut state = State {
         oci_version: spec.version().clone(),
@@ -207,7 +219,7 @@ fn create_in(
             cgroup: Some(ContainerCgroup::open(cg.path())?),
             console,
             start_listener,
-            preserve_fds: opts.preserve_fds,
+            preserve_fds: opts.preserve_fds + opts.listen_fds,
             no_pivot: opts.no_pivot,
             executor,
             sigmask,
@@ -269,7 +281,7 @@ fn create_in(
 /// `--pidfd-socket` does.
 ///
 /// Errors: the socket cannot be reached or the pidfd cannot be made.
-fn send_pidfd(path: &Path, pid: i32) -> anyhow::Result<()> {
+pub fn send_pidfd(path: &Path, pid: i32) -> anyhow::Result<()> {
     // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {

@@ -177,7 +177,7 @@ fn setup(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
             anyhow::bail!("process.cwd: {} is not a directory", cwd.display())
         }
         Ok(_) => {}
-        Err(_) => std::fs::create_dir_all(&host_cwd)
+        Err(_) => crate::utils::create_dir_all_0755(&host_cwd)
             .map_err(|e| anyhow::anyhow!("process.cwd: create {}: {e}", cwd.display()))?,
     }
 
@@ -234,32 +234,5 @@ fn setup(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     cfg.executor
         .load(&spec)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let caps = security::CapSets::from_spec(process.capabilities().as_ref());
-    security::apply_user_and_caps(process.user(), &caps)?;
-    umask(Mode::from_bits_truncate(
-        process.user().umask().unwrap_or(0o022),
-    ));
-    if process.no_new_privileges().unwrap_or(false) {
-        security::set_no_new_privileges()?;
-    }
-    // Every fd above stdio and the preserved ones is closed when the workload starts.
-    let first = 3 + cfg.preserve_fds;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it frees no memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
-        anyhow::bail!("close_range: {}", std::io::Error::last_os_error());
-    }
-    // The preserved fds must survive exec.
-    for fd in 3..first {
-        // SAFETY: F_SETFD on an fd number; a closed fd just yields EBADF, which is ignored.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    Ok(())
+    security::finalize(process, cfg.preserve_fds)
 }

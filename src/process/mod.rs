@@ -6,6 +6,7 @@
 //! already-validated config.
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 pub mod intermediate;
 pub mod parent;

@@ -10,7 +10,7 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chown, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use crate::utils::secure_join;
+use crate::utils::{create_dir_all_0755, secure_join};
 
 /// One device node to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ fn create_node(rootfs: &Path, dev: &DeviceNode, bind_from_host: bool) -> anyhow:
     let dest = secure_join(rootfs, Path::new(&dev.path))
         .map_err(|e| anyhow::anyhow!("device {}: {e}", dev.path))?;
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)
+        create_dir_all_0755(parent)
             .map_err(|e| anyhow::anyhow!("device {}: create parent: {e}", dev.path))?;
     }
     // A file of the image at this path is replaced.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
-use crate::utils::secure_join;
+use crate::utils::{create_dir_all_0755, secure_join};
 
 /// Mount options parsed from a config's `options` list (mount(8) words).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,13 +158,15 @@ pub fn locked_flags(path: &Path) -> MsFlags {
 
 fn create_target(dest: &Path, dir: bool) -> std::io::Result<()> {
     if dir {
-        return fs::create_dir_all(dest);
+        return create_dir_all_0755(dest);
     }
     if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)?;
+        create_dir_all_0755(parent)?;
     }
     if fs::symlink_metadata(dest).is_err() {
+        use std::os::unix::fs::OpenOptionsExt;
         fs::OpenOptions::new()
+            .mode(0o644)
             .write(true)
             .create(true)
             .truncate(false)
@@ -324,7 +326,7 @@ fn mount_cgroup(
             };
             for (name, dir) in hierarchies {
                 let target = dest.join(name);
-                fs::create_dir_all(&target)
+                create_dir_all_0755(&target)
                     .map_err(|e| anyhow::anyhow!("{field}: create {}: {e}", target.display()))?;
                 if dir.is_dir() {
                     bind(field, dir, &target, &bo)?;

@@ -8,8 +8,11 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
+use nix::sys::stat::{umask, Mode};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimitType, User};
+use oci_spec::runtime::{
+    Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimitType, Process, User,
+};
 
 /// The resource number of an rlimit type (getrlimit(2)).
 pub fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
@@ -190,6 +193,40 @@ pub fn set_no_new_privileges() -> anyhow::Result<()> {
             "process.noNewPrivileges: {}",
             std::io::Error::last_os_error()
         );
+    }
+    Ok(())
+}
+
+/// The last step before the workload, shared by a container's init and `exec`: user, groups and
+/// capabilities, `umask` (default 0022), `noNewPrivileges`, and close-on-exec for every fd except
+/// stdio and the `preserve_fds` fds after it (3..3+N), which are made inheritable.
+///
+/// Errors: the step that failed, naming the config field.
+pub fn finalize(process: &Process, preserve_fds: u32) -> anyhow::Result<()> {
+    let caps = CapSets::from_spec(process.capabilities().as_ref());
+    apply_user_and_caps(process.user(), &caps)?;
+    umask(Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
+    if process.no_new_privileges().unwrap_or(false) {
+        set_no_new_privileges()?;
+    }
+    let first = 3 + preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it frees no memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        anyhow::bail!("close_range: {}", std::io::Error::last_os_error());
+    }
+    for fd in 3..first {
+        // SAFETY: F_SETFD on an fd number; a closed fd just yields EBADF, which is ignored.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
     }
     Ok(())
 }

@@ -1,0 +1,198 @@
+//! The exec pipeline: a new process in a running container (runc-exec(8)).
+//!
+//! parent (`amphi exec`) -> intermediate: joins the container's cgroup, then its namespaces (user
+//! first, mount last) -> forks the process (so it is inside the container's pid and time namespaces),
+//! which sets up its terminal, cwd, rlimits, user, capabilities and `no_new_privs`, and hands over to
+//! the executor. The parent learns the outcome from the channel: end-of-file once the workload runs
+//! (the child's end is close-on-exec), or an error message.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use amphi_executors::Executor;
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, setsid, ForkResult};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::channel::{Channel, Msg};
+use super::exit_child;
+use crate::namespaces::clone_flag;
+use crate::security;
+
+/// Everything the exec'd process needs, prepared by the parent.
+pub struct ExecConfig {
+    /// A spec whose `process` is the process to run.
+    pub spec: Spec,
+    /// The container's cgroup directories to join (one per hierarchy).
+    pub cgroup_dirs: Vec<PathBuf>,
+    /// The container's namespaces that differ from the caller's, in join order.
+    pub namespaces: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// Connected console socket, when `process.terminal` is set.
+    pub console: Option<OwnedFd>,
+    /// `--preserve-fds`.
+    pub preserve_fds: u32,
+    /// The executor of the command.
+    pub executor: Box<dyn Executor>,
+    /// The signal mask the process starts with.
+    pub sigmask: SigSet,
+    /// Fds of the parent that the children must not keep.
+    pub close_in_child: Vec<RawFd>,
+}
+
+/// The order namespaces are joined in: user first (it grants the rights for the rest), mount last.
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
+];
+
+/// The `/proc/<pid>/ns/` name of a namespace type.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Starts the process; returns its pid (in the caller's pid namespace) once the workload runs.
+///
+/// Errors: any step, with its message; every process forked is reaped (or killed) first.
+pub fn spawn(cfg: &mut ExecConfig) -> anyhow::Result<i32> {
+    let (parent_ch, child_ch) = Channel::pair()?;
+    // SAFETY: amphi is single-threaded here, so the child may run any code.
+    let child = match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop(parent_ch);
+            let code = match intermediate(cfg, &child_ch) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = child_ch.send(&Msg::Error(format!("{e:#}")));
+                    1
+                }
+            };
+            exit_child(code);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(child_ch);
+    let mut pid = None;
+    let result = (|| -> anyhow::Result<i32> {
+        let p = match parent_ch.recv()? {
+            Some(Msg::InitPid(p)) => p,
+            Some(Msg::Error(e)) => return Err(anyhow::anyhow!(e)),
+            Some(other) => anyhow::bail!("exec: unexpected {other:?}"),
+            None => anyhow::bail!("exec: the intermediate process exited early"),
+        };
+        pid = Some(p);
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            other => anyhow::bail!("exec: intermediate process ended with {other:?}"),
+        }
+        match parent_ch.recv()? {
+            None => Ok(p),
+            Some(Msg::Error(e)) => Err(anyhow::anyhow!(e)),
+            Some(other) => anyhow::bail!("exec: unexpected {other:?}"),
+        }
+    })();
+    if result.is_err() {
+        if let Some(p) = pid {
+            let _ = kill(nix::unistd::Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+    }
+    result
+}
+
+fn intermediate(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<()> {
+    for fd in &cfg.close_in_child {
+        // SAFETY: the fd belongs to the parent's lock File, of which this forked child holds a copy
+        // that it never uses; closing the number releases only this process's reference.
+        unsafe { libc::close(*fd) };
+    }
+    let me = nix::unistd::getpid().as_raw().to_string();
+    for dir in &cfg.cgroup_dirs {
+        std::fs::write(dir.join("cgroup.procs"), &me)
+            .map_err(|e| anyhow::anyhow!("join cgroup {}: {e}", dir.display()))?;
+    }
+    for (t, fd) in &cfg.namespaces {
+        setns(fd.as_fd(), clone_flag(*t))
+            .map_err(|e| anyhow::anyhow!("join {t} namespace: {e}"))?;
+    }
+    // SAFETY: this process is single-threaded (a fork of a single-threaded parent).
+    match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork: {e}"))? {
+        ForkResult::Child => run_child(cfg, ch),
+        ForkResult::Parent { child } => ch.send(&Msg::InitPid(child.as_raw())),
+    }
+}
+
+fn run_child(cfg: &mut ExecConfig, ch: &Channel) -> ! {
+    let err = match child_steps(cfg, ch) {
+        Err(e) => format!("{e:#}"),
+        Ok(never) => match never {},
+    };
+    let _ = ch.send(&Msg::Error(err));
+    exit_child(255);
+}
+
+fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::convert::Infallible> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
+        .map_err(|e| anyhow::anyhow!("restore signal mask: {e}"))?;
+    let spec = cfg.spec.clone();
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("process: missing"))?;
+    if let Some(console) = cfg.console.take() {
+        setsid().map_err(|e| anyhow::anyhow!("setsid: {e}"))?;
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::tty::setup_console(console.as_fd(), process.user().uid(), size)?;
+    }
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd)
+        .map_err(|e| anyhow::anyhow!("process.cwd: chdir {}: {e}", cwd.display()))?;
+    security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if cfg.executor.name() == "wasm" {
+        // The executor hides /proc from the guest; do it in a mount namespace of this process only,
+        // not in the container's.
+        unshare(CloneFlags::CLONE_NEWNS)
+            .map_err(|e| anyhow::anyhow!("unshare mount namespace: {e}"))?;
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| anyhow::anyhow!("make / rslave: {e}"))?;
+    }
+    cfg.executor
+        .load(&spec)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    security::finalize(process, cfg.preserve_fds)?;
+    let ch_fd = ch.as_fd().as_raw_fd();
+    let err = match cfg.executor.exec(&mut || {
+        // SAFETY: closes this process's end of the channel, which nothing uses afterwards; the parent
+        // reads end-of-file as "the workload runs".
+        unsafe { libc::close(ch_fd) };
+    }) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    Err(anyhow::anyhow!("{err}"))
+}
