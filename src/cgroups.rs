@@ -240,6 +240,48 @@ impl ContainerCgroup {
         }
     }
 
+    /// Freezes (`true`) or thaws (`false`) every process of the cgroup: the v1 freezer controller, or
+    /// `cgroup.freeze` on v2. Waits (up to 5 s) until the kernel reports the new state.
+    ///
+    /// Errors: no freezer, or the state cannot be written or is not reached.
+    pub fn set_frozen(&self, frozen: bool) -> anyhow::Result<()> {
+        use cgroups_rs::FreezerState;
+        let want = if frozen {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        };
+        self.manager
+            .freeze(want)
+            .map_err(|e| cg_err(if frozen { "freeze" } else { "thaw" }, &self.path, e))?;
+        let Some(dir) = self.controller_dir("freezer") else {
+            return Ok(());
+        };
+        let (file, done) = if self.manager.v2() {
+            (
+                "cgroup.events",
+                if frozen { "frozen 1" } else { "frozen 0" },
+            )
+        } else {
+            ("freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+            if now.lines().any(|l| l.trim() == done) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("cgroup {}: {file} did not reach {done:?}", self.path);
+            }
+            if frozen && !self.manager.v2() {
+                // A v1 freezer can stay FREEZING: ask again, as runc does.
+                let _ = std::fs::write(dir.join(file), "FROZEN");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// The directory of `controller` (a v1 subsystem name such as `memory`; ignored on v2), as a path
     /// seen from the host.
     pub fn controller_dir(&self, controller: &str) -> Option<PathBuf> {

@@ -89,3 +89,69 @@ fn create_start_state_kill_delete() {
     let out = b.amphi(&["delete", &b.id]);
     assert!(!out.status.success(), "delete of a missing id must fail");
 }
+
+#[test]
+fn pause_resume_and_delete_paused() {
+    let b = Bundle::new("pause", &["sleep", "1000"]);
+    let out = b.create();
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = b.amphi(&["start", &b.id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    // The v1 freezer where there is one (v1 and hybrid hosts), else cgroup v2's.
+    let dirs = b.cgroup_dirs();
+    let freezer = dirs
+        .iter()
+        .find(|d| d.join("freezer.state").exists())
+        .or_else(|| dirs.iter().find(|d| d.join("cgroup.freeze").exists()))
+        .cloned()
+        .expect("a freezer for the container");
+    let frozen = || {
+        std::fs::read_to_string(freezer.join("freezer.state"))
+            .map(|s| s.trim() == "FROZEN")
+            .or_else(|_| {
+                std::fs::read_to_string(freezer.join("cgroup.events"))
+                    .map(|s| s.lines().any(|l| l == "frozen 1"))
+            })
+            .unwrap_or(false)
+    };
+    assert!(!frozen());
+
+    let out = b.amphi(&["pause", &b.id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    assert_eq!(b.state().unwrap()["status"], "paused");
+    assert!(frozen(), "the cgroup must be frozen");
+    // exec into a paused container is refused unless --ignore-paused; start is refused.
+    let out = b.amphi(&["exec", &b.id, "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
+    let out = b.amphi(&["start", &b.id]);
+    assert!(!out.status.success());
+    let out = b.amphi(&["delete", &b.id]);
+    assert!(
+        !out.status.success(),
+        "delete of a paused container needs --force"
+    );
+    assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
+
+    let out = b.amphi(&["resume", &b.id]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert_eq!(b.state().unwrap()["status"], "running");
+    assert!(!frozen());
+    let out = b.amphi(&["resume", &b.id]);
+    assert!(
+        !out.status.success(),
+        "resume of a running container must fail"
+    );
+
+    // A paused container is thawed and killed by delete --force, leaving nothing.
+    let out = b.amphi(&["pause", &b.id]);
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    let out = b.amphi(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete -f: {}", stderr(&out));
+    assert!(b.state().is_none());
+    assert!(
+        wait_for(|| b.cgroup_dirs().is_empty()),
+        "{:?}",
+        b.cgroup_dirs()
+    );
+}

@@ -70,7 +70,7 @@ pub struct ExecArgs {
     /// Run the process in a sub-cgroup of the container's (a relative path).
     #[arg(long)]
     cgroup: Option<String>,
-    /// Allow exec in a paused container (accepted; amphi has no pause yet).
+    /// Allow exec in a paused container.
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
     /// The container id.
@@ -193,8 +193,8 @@ pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<ExitCode> {
         preserve_fds: a.preserve_fds,
         sub_cgroup: a.cgroup.clone(),
         wasm_cache_dir: g.wasm_cache_dir.clone(),
+        ignore_paused: a.ignore_paused,
     };
-    let _ = a.ignore_paused;
     let orig_mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
 
     if a.detach {

@@ -7,6 +7,7 @@ mod exec;
 mod features;
 mod foreground;
 mod kill;
+mod pause;
 mod run;
 mod spec;
 mod start;
@@ -72,6 +73,10 @@ pub enum Command {
     State(state::StateArgs),
     /// Send a signal to the container's init process.
     Kill(kill::KillArgs),
+    /// Suspend all processes inside the container.
+    Pause(pause::PauseArgs),
+    /// Resume all processes that have been previously paused.
+    Resume(pause::PauseArgs),
     /// Delete any resources held by the container.
     Delete(delete::DeleteArgs),
     /// List containers started by amphi with the given root.
@@ -177,6 +182,8 @@ pub fn main() -> i32 {
         Command::State(a) => state::run_state(&g, a),
         Command::Kill(a) => kill::run(&g, a),
         Command::Delete(a) => delete::run(&g, a),
+        Command::Pause(a) => pause::run_pause(&g, a),
+        Command::Resume(a) => pause::run_resume(&g, a),
         Command::List(a) => state::run_list(&g, a),
         Command::Spec(a) => spec::run(&g, a),
         Command::Features(a) => features::run(&g, a),

@@ -14,6 +14,12 @@ use crate::utils::process_alive;
 ///
 /// Errors: the cgroup cannot be removed.
 pub fn destroy(state: &State) -> anyhow::Result<()> {
+    if state.status == Status::Paused {
+        // Frozen processes cannot die: thaw them first.
+        if let Some(path) = &state.cgroup_path {
+            let _ = ContainerCgroup::open(path).and_then(|cg| cg.set_frozen(false));
+        }
+    }
     if process_alive(state.pid, state.pid_start_time) {
         let _ = nix::sys::signal::kill(Pid::from_raw(state.pid), Signal::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -49,9 +55,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
     };
     match state.status() {
         Status::Stopped | Status::Created | Status::Creating => {}
-        Status::Running if force => {}
-        Status::Running => {
-            anyhow::bail!("cannot delete container {id} that is not stopped: running")
+        Status::Running | Status::Paused if force => {}
+        s @ (Status::Running | Status::Paused) => {
+            anyhow::bail!("cannot delete container {id} that is not stopped: {s}")
         }
     }
     destroy(&state)?;

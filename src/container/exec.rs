@@ -25,6 +25,8 @@ pub struct ExecOptions {
     pub sub_cgroup: Option<String>,
     /// The directory of the Wasm AOT cache.
     pub wasm_cache_dir: PathBuf,
+    /// `--ignore-paused`: exec even into a paused container.
+    pub ignore_paused: bool,
 }
 
 /// Reads `/etc/passwd`-style `file` under the container root `root` and returns the fields of the
@@ -121,6 +123,10 @@ pub fn exec(
 ) -> anyhow::Result<i32> {
     match state.status() {
         Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            anyhow::bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
         _ => anyhow::bail!("cannot exec in a stopped container"),
     }
     if process

@@ -18,6 +18,7 @@ pub fn start(dir: &ContainerDir, state: &mut State) -> anyhow::Result<()> {
         Status::Created => {}
         Status::Stopped => anyhow::bail!("cannot start a container that has stopped"),
         Status::Running => anyhow::bail!("cannot start an already running container"),
+        Status::Paused => anyhow::bail!("cannot start a paused container"),
         Status::Creating => anyhow::bail!("cannot start a container that is still being created"),
     }
     let path = format!("/proc/self/fd/{}/{START_SOCKET}", dir.as_fd().as_raw_fd());

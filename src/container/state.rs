@@ -20,6 +20,8 @@ pub enum Status {
     Created,
     /// The workload runs.
     Running,
+    /// The container's processes are frozen (`pause`).
+    Paused,
     /// The init process has exited.
     Stopped,
 }
@@ -30,6 +32,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
