@@ -219,6 +219,7 @@ pub fn exec(
         namespaces.push((t, fd));
     }
 
+    let reveal_proc = state.executor == "wasm" && executor.name() != "wasm";
     let mut cfg = ExecConfig {
         spec,
         cgroup_dirs,
@@ -228,6 +229,7 @@ pub fn exec(
         executor,
         sigmask,
         close_in_child: vec![dir.as_fd().as_raw_fd()],
+        reveal_proc,
     };
     spawn(&mut cfg)
 }

@@ -39,6 +39,9 @@ pub struct ExecConfig {
     pub sigmask: SigSet,
     /// Fds of the parent that the children must not keep.
     pub close_in_child: Vec<RawFd>,
+    /// The container runs a Wasm guest, whose executor hid `/proc` in the container's mount namespace:
+    /// a native command gets it back in a mount namespace of its own.
+    pub reveal_proc: bool,
 }
 
 /// The order namespaces are joined in: user first (it grants the rights for the rest), mount last.
@@ -167,9 +170,11 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
     nix::unistd::chdir(cwd)
         .map_err(|e| anyhow::anyhow!("process.cwd: chdir {}: {e}", cwd.display()))?;
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if cfg.executor.name() == "wasm" {
-        // The executor hides /proc from the guest; do it in a mount namespace of this process only,
-        // not in the container's.
+    let wasm = cfg.executor.name() == "wasm";
+    if wasm || cfg.reveal_proc {
+        // Changes to /proc are made in a mount namespace of this process only, never in the
+        // container's: a Wasm guest gets /proc hidden (by the executor's `load`), a native command in
+        // a Wasm container gets back the procfs that the container's guest has hidden.
         unshare(CloneFlags::CLONE_NEWNS)
             .map_err(|e| anyhow::anyhow!("unshare mount namespace: {e}"))?;
         nix::mount::mount(
@@ -180,6 +185,15 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
             None::<&str>,
         )
         .map_err(|e| anyhow::anyhow!("make / rslave: {e}"))?;
+        if !wasm {
+            let hidden = nix::sys::statfs::statfs("/proc")
+                .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+                .unwrap_or(false);
+            if hidden {
+                nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH)
+                    .map_err(|e| anyhow::anyhow!("uncover /proc: {e}"))?;
+            }
+        }
     }
     cfg.executor
         .load(&spec)
