@@ -160,11 +160,60 @@ impl ContainerCgroup {
             init_cpuset(&cpuset).map_err(|e| cg_err("initialise cpuset", &self.path, e))?;
         }
         if let Some(res) = resources {
-            let mut res = res.clone();
-            res.set_devices(None);
-            self.manager
-                .set(&res)
-                .map_err(|e| cg_err("apply linux.resources", &self.path, e))?;
+            self.update(res)?;
+            self.set_devices(res.devices().as_deref().unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    /// Applies `linux.resources` except `devices` (memory, cpu, pids, blockIO, hugepageLimits,
+    /// network) through cgroups-rs; used at create and by `update`.
+    ///
+    /// Errors: a value the kernel refuses, or a controller missing on this host, naming the cgroup.
+    pub fn update(&mut self, resources: &LinuxResources) -> anyhow::Result<()> {
+        let mut res = resources.clone();
+        res.set_devices(None);
+        self.manager
+            .set(&res)
+            .map_err(|e| cg_err("apply linux.resources", &self.path, e))
+    }
+
+    /// Applies `linux.resources.devices` with the v1 devices controller, followed by the devices every
+    /// container may use (runc's default allow list: null, zero, full, random, urandom, tty, the pty
+    /// master and slaves, and mknod of any node). On cgroup v2 the device controller needs an eBPF
+    /// program, which amphi does not build yet: rules that deny anything are refused there.
+    ///
+    /// Errors: a rule cannot be written, or (v2) rules are given.
+    pub fn set_devices(
+        &self,
+        rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+    ) -> anyhow::Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let Some(dir) = self
+            .controller_dir("devices")
+            .filter(|_| !self.manager.v2())
+        else {
+            if rules.iter().all(|r| r.allow()) {
+                return Ok(());
+            }
+            anyhow::bail!(
+                "linux.resources.devices: device rules on cgroup v2 need an eBPF program, which amphi does not build yet"
+            );
+        };
+        let mut lines: Vec<(bool, String)> =
+            rules.iter().map(|r| (r.allow(), device_rule(r))).collect();
+        lines.extend(DEFAULT_ALLOWED.iter().map(|l| (true, l.to_string())));
+        for (i, (allow, line)) in lines.iter().enumerate() {
+            let file = if *allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            std::fs::write(dir.join(file), line).map_err(|e| {
+                anyhow::anyhow!("linux.resources.devices[{i}]: write {line:?} to {file}: {e}")
+            })?;
         }
         Ok(())
     }
@@ -315,6 +364,37 @@ impl ContainerCgroup {
     pub fn hybrid_unified_dir(&self) -> Option<&Path> {
         self.unified.as_deref()
     }
+}
+
+/// Device rules every container gets after its own (runc's `AllowedDevices`).
+const DEFAULT_ALLOWED: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// A device rule in the v1 `devices.allow`/`devices.deny` format: `TYPE MAJOR:MINOR ACCESS`, with `*`
+/// for an absent number and `a` for an absent type.
+pub fn device_rule(r: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
+    let typ = r
+        .typ()
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_else(|| "a".into());
+    let num = |n: Option<i64>| {
+        n.filter(|n| *n >= 0)
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "*".into())
+    };
+    let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+    format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
 }
 
 /// A new v1 cpuset cgroup starts with empty `cpuset.cpus` and `cpuset.mems`, and no process can join
