@@ -173,9 +173,63 @@ impl ContainerCgroup {
     pub fn update(&mut self, resources: &LinuxResources) -> anyhow::Result<()> {
         let mut res = resources.clone();
         res.set_devices(None);
+        res.set_unified(None);
         self.manager
             .set(&res)
-            .map_err(|e| cg_err("apply linux.resources", &self.path, e))
+            .map_err(|e| cg_err("apply linux.resources", &self.path, e))?;
+        if let Some(unified) = resources.unified() {
+            self.set_unified(unified)?;
+        }
+        Ok(())
+    }
+
+    /// `linux.resources.unified`: writes each `<controller>.<file>` value into the container's
+    /// cgroup v2 directory (the unified hierarchy, or its cgroup2 mount on a hybrid host).
+    ///
+    /// Errors: a key that is not a plain `<controller>.<file>` name, a file the kernel does not have
+    /// (an unknown or unavailable controller), a host without cgroup v2.
+    pub fn set_unified(
+        &self,
+        unified: &std::collections::HashMap<String, String>,
+    ) -> anyhow::Result<()> {
+        if unified.is_empty() {
+            return Ok(());
+        }
+        let dir = if self.manager.v2() {
+            Path::new(CGROUP_ROOT).join(self.path.trim_start_matches('/'))
+        } else {
+            self.unified.clone().ok_or_else(|| {
+                anyhow::anyhow!("linux.resources.unified: this host has no cgroup v2 hierarchy")
+            })?
+        };
+        let mut keys: Vec<&String> = unified.keys().collect();
+        keys.sort();
+        for key in keys {
+            let valid = key.split_once('.').is_some_and(|(c, f)| {
+                !c.is_empty()
+                    && !f.is_empty()
+                    && key
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' || ch == '-')
+            });
+            if !valid {
+                anyhow::bail!("linux.resources.unified.{key}: not a cgroup v2 file name (<controller>.<file>)");
+            }
+            let file = dir.join(key);
+            if !file.exists() {
+                anyhow::bail!(
+                    "linux.resources.unified.{key}: no such file in {} (unknown or unavailable controller)",
+                    dir.display()
+                );
+            }
+            std::fs::write(&file, &unified[key]).map_err(|e| {
+                anyhow::anyhow!(
+                    "linux.resources.unified.{key}: write {:?}: {e}",
+                    unified[key]
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Applies `linux.resources.devices` with the v1 devices controller, followed by the devices every
@@ -329,6 +383,33 @@ impl ContainerCgroup {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// Resource usage of the cgroup (cgroups-rs stats: cpu, memory, pids, blkio, hugetlb).
+    pub fn stats(&self) -> cgroups_rs::CgroupStats {
+        self.manager.stats()
+    }
+
+    /// How many processes of the cgroup the kernel has OOM-killed (`oom_kill` of v1
+    /// `memory.oom_control` or v2 `memory.events`); 0 when unknown.
+    pub fn oom_kills(&self) -> u64 {
+        let Some(dir) = self.controller_dir("memory") else {
+            return 0;
+        };
+        let file = if self.manager.v2() {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
     }
 
     /// The directory of `controller` (a v1 subsystem name such as `memory`; ignored on v2), as a path

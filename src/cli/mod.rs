@@ -3,15 +3,18 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod foreground;
 mod kill;
 mod pause;
+mod ps;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -77,6 +80,12 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// Resume all processes that have been previously paused.
     Resume(pause::PauseArgs),
+    /// Display container events such as OOM notifications and statistics.
+    Events(events::EventsArgs),
+    /// Display the processes running inside a container.
+    Ps(ps::PsArgs),
+    /// Update container resource constraints.
+    Update(Box<update::UpdateArgs>),
     /// Delete any resources held by the container.
     Delete(delete::DeleteArgs),
     /// List containers started by amphi with the given root.
@@ -183,6 +192,9 @@ pub fn main() -> i32 {
         Command::Kill(a) => kill::run(&g, a),
         Command::Delete(a) => delete::run(&g, a),
         Command::Pause(a) => pause::run_pause(&g, a),
+        Command::Ps(a) => ps::run(&g, a),
+        Command::Events(a) => events::run(&g, a),
+        Command::Update(a) => update::run(&g, *a),
         Command::Resume(a) => pause::run_resume(&g, a),
         Command::List(a) => state::run_list(&g, a),
         Command::Spec(a) => spec::run(&g, a),

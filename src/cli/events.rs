@@ -1,0 +1,102 @@
+//! `amphi events` (runc-events(8)): container statistics and OOM notifications as JSON lines.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::json;
+
+use super::{ExitCode, Global};
+use crate::cgroups::ContainerCgroup;
+use crate::container::{self, Status};
+
+/// `amphi events [--stats] [--interval DURATION] ID`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Display the container's stats once, then exit.
+    #[arg(long)]
+    stats: bool,
+    /// Interval between stats events (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// The container id.
+    id: String,
+}
+
+/// runc's `stats` event data (libcontainer `types.Stats`), from the container's cgroup.
+pub fn stats_json(cg: &ContainerCgroup) -> serde_json::Value {
+    let s = cg.stats();
+    let acct = s.cpu.cpu_acct.unwrap_or_default();
+    let thr = s.cpu.cpu_throttling.unwrap_or_default();
+    let mem = |m: Option<cgroups_rs::stats::MemoryStats>| {
+        let m = m.unwrap_or_default();
+        json!({"limit": m.limit, "usage": m.usage, "max": m.max_usage, "failcnt": m.fail_cnt})
+    };
+    json!({
+        "cpu": {
+            "usage": {
+                "total": acct.total_usage,
+                "percpu": acct.usage_percpu,
+                "kernel": acct.system_usage,
+                "user": acct.user_usage,
+            },
+            "throttling": {
+                "periods": thr.periods,
+                "throttled_periods": thr.throttled_periods,
+                "throttled_time": thr.throttled_time,
+            },
+        },
+        "memory": {
+            "cache": s.memory.cache,
+            "usage": mem(s.memory.memory),
+            "swap": mem(s.memory.memory_swap),
+            "kernel": mem(s.memory.kernel_memory),
+        },
+        "pids": {"current": s.pids.current, "limit": s.pids.limit},
+        "blkio": {},
+        "hugetlb": {},
+        "intel_rdt": {},
+        "network_interfaces": null,
+    })
+}
+
+/// Prints stats events every `--interval` and an `oom` event whenever the kernel OOM-kills a
+/// process of the container, until the container stops; with `--stats`, one stats event.
+pub fn run(g: &Global, a: EventsArgs) -> anyhow::Result<ExitCode> {
+    let state = container::load(&g.root, &a.id)?;
+    if state.status() == Status::Stopped {
+        anyhow::bail!("container {} is not running", a.id);
+    }
+    let path = state
+        .cgroup_path
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
+    let cg = ContainerCgroup::open(&path)?;
+    let emit = |kind: &str, data: Option<serde_json::Value>| {
+        let mut ev = json!({"type": kind, "id": a.id});
+        if let Some(d) = data {
+            ev["data"] = d;
+        }
+        println!("{ev}");
+    };
+    if a.stats {
+        emit("stats", Some(stats_json(&cg)));
+        return Ok(0);
+    }
+    let mut ooms = cg.oom_kills();
+    let mut next_stats = Instant::now();
+    loop {
+        if Instant::now() >= next_stats {
+            emit("stats", Some(stats_json(&cg)));
+            next_stats = Instant::now() + a.interval;
+        }
+        let now = cg.oom_kills();
+        if now > ooms {
+            emit("oom", None);
+            ooms = now;
+        }
+        if state.status() == Status::Stopped {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(100).min(a.interval));
+    }
+}
