@@ -52,8 +52,17 @@ impl Bundle {
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        let spec: Spec =
-            serde_json::from_str(&text).map_err(|e| err("config.json", format!("invalid: {e}")))?;
+        let spec: Spec = serde_json::from_str(&text).map_err(|e| {
+            // An unknown seccomp action, operator, flag or architecture: name the field.
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    v.pointer("/linux/seccomp")
+                        .and_then(crate::security::seccomp::check_json)
+                        .or_else(|| crate::cgroups::check_resources_json(&v))
+                })
+                .unwrap_or_else(|| err("config.json", format!("invalid: {e}")))
+        })?;
         validate(&spec)?;
         let root = spec.root().as_ref().ok_or_else(|| err("root", "missing"))?;
         let rootfs = dir.join(root.path());
@@ -167,6 +176,26 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
     if process.io_priority().is_some() {
         return Err(err("process.ioPriority", "not supported by amphi yet"));
     }
+    // (uid_t)-1 means "leave unchanged" to setresuid(2)/setresgid(2): the workload would keep root.
+    let user = process.user();
+    let gids = user.additional_gids().as_deref().unwrap_or_default();
+    for (field, id) in [
+        ("process.user.uid".to_string(), user.uid()),
+        ("process.user.gid".to_string(), user.gid()),
+    ]
+    .into_iter()
+    .chain(
+        gids.iter()
+            .enumerate()
+            .map(|(i, g)| (format!("process.user.additionalGids[{i}]"), *g)),
+    ) {
+        if id == u32::MAX {
+            return Err(err(
+                field,
+                "4294967295 is not a valid id ((uid_t)-1 means \"unchanged\" to the kernel)",
+            ));
+        }
+    }
     if process.terminal().unwrap_or(false) && process.console_size().is_some() {
         // Accepted: the size is applied to the pty.
     }
@@ -236,6 +265,11 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
     }
     // As runc: a UTS namespace entry (new, or joined by path) is needed to set the names.
     let private_uts = types.contains(&LinuxNamespaceType::Uts);
+    for (field, name) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
+        if name.as_deref().is_some_and(|h| h.contains('\0')) {
+            return Err(err(field, "contains a NUL byte"));
+        }
+    }
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !private_uts {
         return Err(err(
             "hostname",
@@ -316,6 +350,36 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
                 format!("{:?} must be an absolute path without '..'", d.path()),
             ));
         }
+        // makedev(3) takes 32-bit numbers: a larger one would silently become another device.
+        for (name, n) in [("major", d.major()), ("minor", d.minor())] {
+            if n > i64::from(u32::MAX) {
+                return Err(err(
+                    format!("linux.devices[{i}].{name}"),
+                    format!("{n} is out of range"),
+                ));
+            }
+        }
+        if let Some(mode) = d.file_mode() {
+            if mode > 0o7777 {
+                return Err(err(
+                    format!("linux.devices[{i}].fileMode"),
+                    format!("{mode:#o} has bits beyond the permission bits (0o7777)"),
+                ));
+            }
+        }
+    }
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in paths.iter().flatten().enumerate() {
+            if !p.starts_with('/') {
+                return Err(err(
+                    format!("{field}[{i}]"),
+                    format!("{p:?} must be an absolute path"),
+                ));
+            }
+        }
     }
     if let Some(p) = linux.rootfs_propagation() {
         if !p.is_empty() && crate::rootfs::propagation_flag(p).is_none() {
@@ -325,11 +389,9 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
             ));
         }
     }
-    if linux.seccomp().is_some() {
-        return Err(err(
-            "linux.seccomp",
-            "seccomp is not supported by amphi yet; refusing to run with less confinement than configured",
-        ));
+    if let Some(s) = linux.seccomp() {
+        // Builds the filter without loading it, so that a bad profile fails `create` here.
+        crate::security::seccomp::build(s)?;
     }
     if linux
         .mount_label()
@@ -431,7 +493,12 @@ mod tests {
         assert_eq!(field_of(v), "mounts[0].type");
         let mut v = base();
         v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
-        assert_eq!(field_of(v), "linux.seccomp");
+        check(v).unwrap();
+        let mut v = base();
+        v["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+                          "args": [{"index": 7, "value": 0, "op": "SCMP_CMP_EQ"}]}]});
+        assert_eq!(field_of(v), "linux.seccomp.syscalls[0].args[0].index");
         let mut v = base();
         v["process"]["apparmorProfile"] = serde_json::json!("docker-default");
         assert_eq!(field_of(v), "process.apparmorProfile");

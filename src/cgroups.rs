@@ -161,8 +161,13 @@ impl ContainerCgroup {
         }
         if let Some(res) = resources {
             self.update(res)?;
-            self.set_devices(res.devices().as_deref().unwrap_or_default())?;
         }
+        // Always, as runc: the device cgroup starts from "deny all" even without rules.
+        self.set_devices(
+            resources
+                .and_then(|r| r.devices().as_deref())
+                .unwrap_or_default(),
+        )?;
         Ok(())
     }
 
@@ -232,19 +237,18 @@ impl ContainerCgroup {
         Ok(())
     }
 
-    /// Applies `linux.resources.devices` with the v1 devices controller, followed by the devices every
-    /// container may use (runc's default allow list: null, zero, full, random, urandom, tty, the pty
-    /// master and slaves, and mknod of any node). On cgroup v2 the device controller needs an eBPF
-    /// program, which amphi does not build yet: rules that deny anything are refused there.
+    /// Applies `linux.resources.devices` with the v1 devices controller, as runc does: starting from
+    /// "deny all" (whatever the rules), then the rules in order, then the devices every container may
+    /// use (runc's default allow list: null, zero, full, random, urandom, tty, the pty master and
+    /// slaves, and mknod of any node). The caller appends allow rules for `linux.devices` (see
+    /// [`with_linux_devices`]). On cgroup v2 the device controller needs an eBPF program, which amphi
+    /// does not build yet: rules that deny anything are refused there.
     ///
     /// Errors: a rule cannot be written, or (v2) rules are given.
     pub fn set_devices(
         &self,
         rules: &[oci_spec::runtime::LinuxDeviceCgroup],
     ) -> anyhow::Result<()> {
-        if rules.is_empty() {
-            return Ok(());
-        }
         let Some(dir) = self
             .controller_dir("devices")
             .filter(|_| !self.manager.v2())
@@ -256,6 +260,9 @@ impl ContainerCgroup {
                 "linux.resources.devices: device rules on cgroup v2 need an eBPF program, which amphi does not build yet"
             );
         };
+        std::fs::write(dir.join("devices.deny"), "a").map_err(|e| {
+            anyhow::anyhow!("linux.resources.devices: write \"a\" to devices.deny: {e}")
+        })?;
         let mut lines: Vec<(bool, String)> =
             rules.iter().map(|r| (r.allow(), device_rule(r))).collect();
         lines.extend(DEFAULT_ALLOWED.iter().map(|l| (true, l.to_string())));
@@ -462,13 +469,82 @@ const DEFAULT_ALLOWED: &[&str] = &[
     "c 136:* rwm",
 ];
 
+/// Names a `linux.resources` number that is out of range for its unsigned field (a negative weight,
+/// shares or period), which serde reports only by line and column; `v` is the whole config.
+pub fn check_resources_json(v: &serde_json::Value) -> Option<crate::bundle::ConfigError> {
+    const U16: u64 = u16::MAX as u64;
+    let res = v.pointer("/linux/resources")?;
+    let mut fields: Vec<(String, &serde_json::Value, u64)> = Vec::new();
+    for (f, max) in [
+        ("blockIO.weight", U16),
+        ("blockIO.leafWeight", U16),
+        ("cpu.shares", u64::MAX),
+        ("cpu.period", u64::MAX),
+        ("cpu.realtimePeriod", u64::MAX),
+        ("memory.swappiness", u64::MAX),
+    ] {
+        if let Some(n) = res.pointer(&format!("/{}", f.replace('.', "/"))) {
+            fields.push((f.to_string(), n, max));
+        }
+    }
+    if let Some(list) = res
+        .pointer("/blockIO/weightDevice")
+        .and_then(|l| l.as_array())
+    {
+        for (i, d) in list.iter().enumerate() {
+            for k in ["weight", "leafWeight"] {
+                if let Some(n) = d.get(k) {
+                    fields.push((format!("blockIO.weightDevice[{i}].{k}"), n, U16));
+                }
+            }
+        }
+    }
+    fields.into_iter().find_map(|(f, n, max)| {
+        let bad = !n.is_null() && n.as_u64().is_none_or(|x| x > max);
+        bad.then(|| crate::bundle::ConfigError {
+            field: format!("linux.resources.{f}"),
+            problem: format!("{n} is not an integer from 0 to {max}"),
+        })
+    })
+}
+
+/// `resources` with an allow rule (`rwm`) appended for each `linux.devices` node, which runc allows in
+/// the device cgroup without a rule of its own.
+pub fn with_linux_devices(
+    resources: Option<&LinuxResources>,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> LinuxResources {
+    let mut res = resources.cloned().unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    use oci_spec::runtime::LinuxDeviceType;
+    for d in devices {
+        let typ = match d.typ() {
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            LinuxDeviceType::C | LinuxDeviceType::U => LinuxDeviceType::C,
+            // FIFOs (and "all") are not device nodes the device cgroup checks.
+            LinuxDeviceType::P | LinuxDeviceType::A => continue,
+        };
+        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(Some(d.major()));
+        r.set_minor(Some(d.minor()));
+        r.set_access(Some("rwm".to_string()));
+        rules.push(r);
+    }
+    res.set_devices(Some(rules));
+    res
+}
+
 /// A device rule in the v1 `devices.allow`/`devices.deny` format: `TYPE MAJOR:MINOR ACCESS`, with `*`
 /// for an absent number and `a` for an absent type.
 pub fn device_rule(r: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
-    let typ = r
-        .typ()
-        .map(|t| t.as_str().to_string())
-        .unwrap_or_else(|| "a".into());
+    let typ = match r.typ() {
+        None => "a".to_string(),
+        // "u" (unbuffered character device) is a character device to the device cgroup.
+        Some(oci_spec::runtime::LinuxDeviceType::U) => "c".to_string(),
+        Some(t) => t.as_str().to_string(),
+    };
     let num = |n: Option<i64>| {
         n.filter(|n| *n >= 0)
             .map(|n| n.to_string())

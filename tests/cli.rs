@@ -162,8 +162,7 @@ fn features_is_valid_json_with_versions_and_namespaces() {
     for want in ["mount", "pid", "uts", "ipc", "network", "user", "cgroup"] {
         assert!(ns.contains(want), "{want} missing from {ns:?}");
     }
-    // Not built yet, so not advertised.
-    assert_eq!(f["linux"]["seccomp"]["enabled"], false, "{f}");
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true, "{f}");
 }
 
 #[test]

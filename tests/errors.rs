@@ -235,12 +235,25 @@ fn hostname_without_uts_namespace() {
 
 #[test]
 fn seccomp_present() {
-    let mut b = Bundle::new("e-seccomp", &["true"]);
+    // A valid profile is applied: mkdir fails with EPERM inside, the rest works.
+    let mut b = Bundle::new("e-seccomp", &["sh", "-c", "mkdir /tmp/d || echo refused"]);
     b.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
     });
-    create_rejected(&b, &["linux.seccomp"]);
+    let out = b.run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("refused"),
+        "mkdir was not refused: {out:?}"
+    );
+    // An unknown action is refused at create, naming the field.
+    let mut b = Bundle::new("e-seccomp-bad", &["true"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOPE"}]
+    });
+    create_rejected(&b, &["linux.seccomp.syscalls[0].action", "SCMP_ACT_NOPE"]);
 }
 
 #[test]

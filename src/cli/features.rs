@@ -63,7 +63,14 @@ pub fn features_json() -> serde_json::Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::security::seccomp::ACTIONS,
+                "operators": crate::security::seccomp::OPERATORS,
+                "archs": crate::security::seccomp::ARCHS,
+                "knownFlags": crate::security::seccomp::KNOWN_FLAGS,
+                "supportedFlags": crate::security::seccomp::supported_flags()
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

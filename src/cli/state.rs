@@ -53,8 +53,13 @@ fn owner_name(uid: u32) -> String {
 pub fn run_list(g: &Global, a: ListArgs) -> anyhow::Result<ExitCode> {
     let mut states = Vec::new();
     for id in container::list_ids(&g.root) {
-        let Ok(state) = container::load(&g.root, &id) else {
-            continue;
+        let state = match container::load(&g.root, &id) {
+            Ok(s) => s,
+            Err(e) => {
+                // As runc: a container whose state cannot be read is reported, not hidden.
+                log::warn!("load container {id}: {e:#}");
+                continue;
+            }
         };
         let mut out = state.output();
         let uid = std::fs::metadata(g.root.join(&id))

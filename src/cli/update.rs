@@ -126,9 +126,7 @@ pub fn run(g: &Global, a: UpdateArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
     let mut cg = ContainerCgroup::open(path)?;
+    // Device rules are not updated (as runc): they stay as created.
     cg.update(&res)?;
-    if let Some(devices) = res.devices() {
-        cg.set_devices(devices)?;
-    }
     Ok(0)
 }

@@ -161,6 +161,7 @@ fn create_in(
         cgroup_path: None,
         executor: String::new(),
         hooks: spec.hooks().clone(),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
     };
     dir.save(&state)?;
 
@@ -205,7 +206,10 @@ fn create_in(
         opts.systemd_cgroup,
     )?;
     let mut cg = ContainerCgroup::open(&cg_path)?;
-    cg.create(linux.resources().as_ref())?;
+    cg.create(Some(&crate::cgroups::with_linux_devices(
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or_default(),
+    )))?;
     state.cgroup_path = Some(cg_path);
 
     let result = (|| -> anyhow::Result<i32> {
@@ -219,7 +223,7 @@ fn create_in(
             cgroup: Some(ContainerCgroup::open(cg.path())?),
             console,
             start_listener,
-            preserve_fds: opts.preserve_fds + opts.listen_fds,
+            preserve_fds: opts.preserve_fds.saturating_add(opts.listen_fds),
             no_pivot: opts.no_pivot,
             executor,
             sigmask,

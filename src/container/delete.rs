@@ -47,7 +47,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
     };
     let state = match dir.load() {
         Ok(s) => s,
-        Err(_) if force || !dir.path.join(super::state::STATE_FILE).exists() => {
+        // A corrupt state.json is not removed, even with `force`: its init process and cgroup
+        // would live on with nothing left to find them by.
+        Err(_) if !dir.path.join(super::state::STATE_FILE).exists() => {
             // A directory without state: a create that died before writing it. Nothing else exists.
             return dir.remove();
         }

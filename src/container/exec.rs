@@ -230,6 +230,7 @@ pub fn exec(
         sigmask,
         close_in_child: vec![dir.as_fd().as_raw_fd()],
         reveal_proc,
+        seccomp: state.seccomp.clone(),
     };
     spawn(&mut cfg)
 }

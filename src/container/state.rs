@@ -69,6 +69,9 @@ pub struct State {
     /// The config's hooks, kept for `poststart` and `poststop` (the bundle may change after create).
     #[serde(default)]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The config's `linux.seccomp`, kept for `exec` (which confines its process with the same filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The JSON that `amphi state` prints: runc's `containerState` fields, in runc's order.
@@ -196,8 +199,9 @@ impl ContainerDir {
         let path = root.join(id);
         let dir = Self::lock(path.clone())
             .map_err(|_| anyhow::anyhow!("container {id} does not exist"))?;
-        // A delete may have removed the directory while we waited for the lock.
-        if !path.join(STATE_FILE).exists() && !path.exists() {
+        // A delete may have removed the directory while we waited for the lock; a file under the
+        // root is no container either.
+        if !path.is_dir() {
             anyhow::bail!("container {id} does not exist");
         }
         Ok(dir)

@@ -2,9 +2,9 @@
 //!
 //! parent (`amphi exec`) -> intermediate: joins the container's cgroup, then its namespaces (user
 //! first, mount last) -> forks the process (so it is inside the container's pid and time namespaces),
-//! which sets up its terminal, cwd, rlimits, user, capabilities and `no_new_privs`, and hands over to
-//! the executor. The parent learns the outcome from the channel: end-of-file once the workload runs
-//! (the child's end is close-on-exec), or an error message.
+//! which sets up its terminal, cwd, rlimits, user, capabilities, `no_new_privs` and the container's
+//! seccomp filter, and hands over to the executor. The parent learns the outcome from the channel:
+//! end-of-file once the workload runs (the child's end is close-on-exec), or an error message.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -42,6 +42,8 @@ pub struct ExecConfig {
     /// The container runs a Wasm guest, whose executor hid `/proc` in the container's mount namespace:
     /// a native command gets it back in a mount namespace of its own.
     pub reveal_proc: bool,
+    /// The container's `linux.seccomp`: the process is confined by the same filter as its init.
+    pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
 }
 
 /// The order namespaces are joined in: user first (it grants the rights for the rest), mount last.
@@ -198,7 +200,22 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
     cfg.executor
         .load(&spec)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Seccomp in the order of init's (see `seccomp::load_early`): without noNewPrivileges, loaded
+    // now while the process still has CAP_SYS_ADMIN; with it, after finalize, right before the
+    // workload. The filter is kept alive until the workload replaces or ends this process.
+    let mut late_filter = None;
+    if let Some(s) = &cfg.seccomp {
+        let filter = security::seccomp::build(s)?;
+        if security::seccomp::load_early(process.no_new_privileges().unwrap_or(false)) {
+            security::seccomp::load(&filter)?;
+        } else {
+            late_filter = Some(filter);
+        }
+    }
     security::finalize(process, cfg.preserve_fds)?;
+    if let Some(filter) = &late_filter {
+        security::seccomp::load(filter)?;
+    }
     let ch_fd = ch.as_fd().as_raw_fd();
     let err = match cfg.executor.exec(&mut || {
         // SAFETY: closes this process's end of the channel, which nothing uses afterwards; the parent

@@ -20,10 +20,13 @@ use crate::utils::secure_join;
 /// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
 /// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
 pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
-    if let Err(e) = setup(cfg, ch) {
-        let _ = ch.send(&Msg::Error(format!("{e:#}")));
-        exit_child(1);
-    }
+    let late_filter = match setup(cfg, ch) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = ch.send(&Msg::Error(format!("{e:#}")));
+            exit_child(1);
+        }
+    };
     if ch.send(&Msg::Ready).is_err() {
         exit_child(1);
     }
@@ -43,6 +46,17 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
                 let _ = c.write_all(format!("{e:#}").as_bytes());
             }
             exit_child(1);
+        }
+    }
+    // With noNewPrivileges, the seccomp filter is loaded here, the last step before the workload
+    // (see `seccomp::load_early`); it confines a Wasm guest's runtime too, which runs in this process.
+    // The filter is kept alive until the workload replaces or ends this process.
+    if let Some(filter) = &late_filter {
+        if let Err(e) = security::seccomp::load(filter) {
+            if let Some(c) = conn.as_mut() {
+                let _ = c.write_all(format!("{e:#}").as_bytes());
+            }
+            exit_child(127);
         }
     }
     // Executors that do not execve report the start by closing the connection themselves.
@@ -132,7 +146,11 @@ fn create_phase_hooks(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn setup(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
+/// Builds the container; returns the seccomp filter still to be loaded right before the workload.
+fn setup(
+    cfg: &mut InitConfig,
+    ch: &Channel,
+) -> anyhow::Result<Option<libseccomp::ScmpFilterContext>> {
     setsid().map_err(|e| anyhow::anyhow!("setsid: {e}"))?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| anyhow::anyhow!("restore signal mask: {e}"))?;
@@ -234,5 +252,19 @@ fn setup(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     cfg.executor
         .load(&spec)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    security::finalize(process, cfg.preserve_fds)
+    // Seccomp: loading a filter needs no_new_privs or CAP_SYS_ADMIN. With noNewPrivileges it is
+    // loaded after finalize (user switch, capability drop, no_new_privs), as late as possible: right
+    // before the workload, in `run`. Without it, the filter is loaded now, while init still has
+    // CAP_SYS_ADMIN, and so also confines finalize and the start handshake (as runc does).
+    let mut late_filter = None;
+    if let Some(s) = linux.seccomp() {
+        let filter = security::seccomp::build(s)?;
+        if security::seccomp::load_early(process.no_new_privileges().unwrap_or(false)) {
+            security::seccomp::load(&filter)?;
+        } else {
+            late_filter = Some(filter);
+        }
+    }
+    security::finalize(process, cfg.preserve_fds)?;
+    Ok(late_filter)
 }

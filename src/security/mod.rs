@@ -1,8 +1,10 @@
 //! Process attributes that confine the workload (config.md "POSIX process", config-linux.md):
 //! user and groups, capabilities, rlimits, `noNewPrivileges`, `oomScoreAdj`.
 //!
-//! Seccomp, AppArmor and SELinux are refused by config validation until they are built, so that no
-//! container runs with less confinement than its config asks for.
+//! `linux.seccomp` is in [`seccomp`]. AppArmor and SELinux are refused by config validation until they
+//! are built, so that no container runs with less confinement than its config asks for.
+
+pub mod seccomp;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -211,7 +213,12 @@ pub fn finalize(process: &Process, preserve_fds: u32) -> anyhow::Result<()> {
     if process.no_new_privileges().unwrap_or(false) {
         set_no_new_privileges()?;
     }
-    let first = 3 + preserve_fds;
+    // No fd can reach fs.nr_open, so a huge --preserve-fds neither overflows nor loops for ages.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(1 << 20);
+    let first = 3u32.saturating_add(preserve_fds).min(nr_open.max(3));
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds; it frees no memory.
     let rc = unsafe {
         libc::syscall(
