@@ -265,7 +265,10 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
     }
     // As runc: a UTS namespace entry (new, or joined by path) is needed to set the names.
     let private_uts = types.contains(&LinuxNamespaceType::Uts);
-    for (field, name) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
+    for (field, name) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
         if name.as_deref().is_some_and(|h| h.contains('\0')) {
             return Err(err(field, "contains a NUL byte"));
         }
@@ -307,6 +310,38 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
                 if m.size() == 0 {
                     return Err(err(format!("{field}[{i}].size"), "must be at least 1"));
                 }
+                let end = |start: u32| u64::from(start) + u64::from(m.size());
+                if end(m.container_id()) > u64::from(u32::MAX)
+                    || end(m.host_id()) > u64::from(u32::MAX)
+                {
+                    return Err(err(
+                        format!("{field}[{i}]"),
+                        "the range goes past 4294967294, the largest id",
+                    ));
+                }
+                for (j, o) in maps[..i].iter().enumerate() {
+                    let overlap = |a: u32, b: u32| {
+                        u64::from(a) < u64::from(b) + u64::from(o.size()) && u64::from(b) < end(a)
+                    };
+                    if overlap(m.container_id(), o.container_id())
+                        || overlap(m.host_id(), o.host_id())
+                    {
+                        return Err(err(
+                            format!("{field}[{i}]"),
+                            format!("overlaps {field}[{j}]"),
+                        ));
+                    }
+                }
+            }
+            // user_namespaces(7): at most 340 lines, written in one write(2) shorter than a page.
+            if maps.len() > 340 || crate::user_ns::render(maps).len() >= 4096 {
+                return Err(err(
+                    field,
+                    format!(
+                        "{} ranges do not fit in the kernel's map (at most 340 lines and 4095 bytes)",
+                        maps.len()
+                    ),
+                ));
             }
         }
     }

@@ -70,11 +70,19 @@ pub fn resolve_path(
     if p.components().any(|c| c == std::path::Component::ParentDir) {
         anyhow::bail!("linux.cgroupsPath: {s:?} must not contain '..'");
     }
-    let trimmed = s.trim_matches('/');
-    if trimmed.is_empty() {
+    // Normalised: `.` and empty components would otherwise name a parent (or the root) cgroup under
+    // a spelling that its removal later refuses.
+    let parts: Vec<String> = p
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
         anyhow::bail!("linux.cgroupsPath: {s:?} names the root cgroup");
     }
-    Ok(format!("/{trimmed}"))
+    Ok(format!("/{}", parts.join("/")))
 }
 
 /// The cgroup of one container in every hierarchy of the host.

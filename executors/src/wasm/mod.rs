@@ -67,6 +67,10 @@ impl std::fmt::Debug for WasmExecutor {
 }
 
 fn wasm_err(path: &Path, what: &str, e: impl std::fmt::Display) -> ExecutorError {
+    // WAT errors point at `<anon>:LINE:COL`: name the file instead.
+    let e = e
+        .to_string()
+        .replace("--> <anon>:", &format!("--> {}:", path.display()));
     ExecutorError::Wasm(format!("process.args[0]: {}: {what}: {e}", path.display()))
 }
 
@@ -179,7 +183,15 @@ fn link(engine: &Engine, artefact: &Artefact, path: &Path) -> Result<Runnable, E
     Ok(match artefact {
         Artefact::Module(m) => {
             match m.get_export("_start") {
-                Some(wasmtime::ExternType::Func(_)) => {}
+                Some(wasmtime::ExternType::Func(f))
+                    if f.params().len() == 0 && f.results().len() == 0 => {}
+                Some(wasmtime::ExternType::Func(_)) => {
+                    return Err(wasm_err(
+                        path,
+                        "not a WASI command",
+                        "`_start` must take no parameters and return no results",
+                    ))
+                }
                 _ => {
                     return Err(wasm_err(
                         path,
