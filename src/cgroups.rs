@@ -314,9 +314,10 @@ impl ContainerCgroup {
     }
 
     /// Sends `signal` to every process in the cgroup.
-    pub fn signal_all(&self, signal: nix::sys::signal::Signal) {
+    pub fn signal_all(&self, signal: i32) {
         for pid in self.pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+            // SAFETY: kill(2) takes a pid and a signal number; errors (a process gone) are ignored.
+            unsafe { libc::kill(pid, signal) };
         }
     }
 
@@ -331,7 +332,7 @@ impl ContainerCgroup {
             if pids.is_empty() || Instant::now() > deadline {
                 break;
             }
-            self.signal_all(nix::sys::signal::Signal::SIGKILL);
+            self.signal_all(libc::SIGKILL);
             std::thread::sleep(Duration::from_millis(5));
         }
         let mut first_err = None;

@@ -610,20 +610,34 @@ fn bad_signals_are_refused_naming_the_signal() {
     assert_eq!(b.state().unwrap()["status"], "created");
 }
 
-/// podman stops systemd containers with SIGRTMIN+3 (37), and runc accepts any signal number.
+/// podman stops systemd containers with SIGRTMIN+3 (37), and runc accepts any signal number. The
+/// workload is pid 1 of its pid namespace, so it must handle the signal: a shell traps 37 and 64.
 #[test]
-#[ignore = "amphi bug: real-time signals (34..=64, RTMIN+N) are refused as unknown: parse_signal and kill use nix::Signal, which has no real-time signals"]
 fn real_time_signals_are_accepted() {
     for sig in ["37", "64", "RTMIN+3", "SIGRTMIN+3", "SIGRTMAX"] {
-        let b = Bundle::new("h-rtsig", &["sleep", "100"]);
+        let b = Bundle::new(
+            "h-rtsig",
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 3' 37 64; while true; do sleep 0.05; done",
+            ],
+        );
         assert!(b.create().status.success());
         assert!(b.amphi(&["start", &b.id]).status.success());
+        // Give the shell time to install its trap.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let out = b.amphi(&["kill", &b.id, sig]);
         assert!(out.status.success(), "kill {sig}: {}", stderr(&out));
         assert!(
             wait_for(|| b.state().is_some_and(|s| s["status"] == "stopped")),
-            "{sig} did not stop sleep"
+            "{sig} did not stop the shell"
         );
+    }
+    let b = Bundle::new("h-rtsig-bad", &["sleep", "100"]);
+    for bad in ["RTMIN+99", "RTMAX-99", "65", "RTMIN+x"] {
+        let out = b.amphi(&["kill", &b.id, bad]);
+        assert!(!out.status.success(), "{bad} must be refused");
     }
 }
 
