@@ -226,9 +226,27 @@ fn link(engine: &Engine, artefact: &Artefact, path: &Path) -> Result<Runnable, E
 }
 
 /// A linker with WASI preview 1 (async host functions).
+///
+/// `proc_exit` is replaced so that every status a process can have (0..=255) becomes the container's
+/// exit status; wasmtime-wasi's own treats 126..=255 as a trap. Other values still trap.
 fn p1_linker(engine: &Engine) -> wasmtime::Result<wasmtime::Linker<P1State>> {
     let mut linker = wasmtime::Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "proc_exit",
+        |_caller: wasmtime::Caller<'_, P1State>, status: i32| -> wasmtime::Result<()> {
+            if (0..=255).contains(&status) {
+                Err(I32Exit(status).into())
+            } else {
+                Err(wasmtime::Error::msg(format!(
+                    "proc_exit({}): exit status outside of 0..=255",
+                    status as u32
+                )))
+            }
+        },
+    )?;
     Ok(linker)
 }
 
