@@ -5,63 +5,15 @@ mod common;
 
 use std::process::Output;
 
-use common::{cgroup_dirs_of, stderr, Bundle};
+use common::{assert_no_leftovers, cgroup_dirs_of, stderr, Bundle};
 use serde_json::{json, Value};
-
-/// Processes whose command line mentions `needle` (amphi's own forks keep its argv, which holds the
-/// id and the bundle path; a workload would carry its args).
-fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push((pid, cmd));
-        }
-    }
-    found
-}
-
-/// Asserts that nothing of a failed create of `b` (under id `id`) remains.
-fn assert_no_leftovers(b: &Bundle, id: &str) {
-    if b.root.exists() {
-        let entries: Vec<_> = std::fs::read_dir(&b.root)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert!(entries.is_empty(), "left under --root: {entries:?}");
-    }
-    assert!(
-        b.cgroup_dirs().is_empty(),
-        "cgroup left: {:?}",
-        b.cgroup_dirs()
-    );
-    // The test's temporary directory holds both --root and the bundle.
-    let tmp = b.root.parent().unwrap().to_str().unwrap();
-    let procs = processes_mentioning(tmp);
-    assert!(procs.is_empty(), "processes left after {id:?}: {procs:?}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let bundle = b.dir.to_str().unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(bundle)).collect();
-    assert!(left.is_empty(), "mounts left: {left:?}");
-}
 
 /// Asserts a failure with a one-line error that contains each of `names`, and no leftovers.
 fn assert_rejected(b: &Bundle, id: &str, out: &Output, names: &[&str]) {
     let err = stderr(out);
     assert!(
         !out.status.success(),
-        "accepted; expected an error naming {names:?}"
+        "{id:?} accepted; expected an error naming {names:?}"
     );
     assert_eq!(out.status.code(), Some(1), "exit status: {err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -69,7 +21,7 @@ fn assert_rejected(b: &Bundle, id: &str, out: &Output, names: &[&str]) {
     for n in names {
         assert!(err.contains(n), "error does not name {n:?}: {err}");
     }
-    assert_no_leftovers(b, id);
+    assert_no_leftovers(b);
 }
 
 /// `create` of `b` with its config as is (written first), expected to fail naming `names`.
@@ -295,7 +247,7 @@ fn bad_ids() {
             let out = b.amphi(&cmd);
             assert!(!out.status.success(), "{cmd:?} succeeded");
         }
-        assert_no_leftovers(&b, id);
+        assert_no_leftovers(&b);
     }
 }
 

@@ -8,54 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{amphi_bin, stderr, stdout, wait_for, Bundle};
+use common::{amphi_bin, assert_no_leftovers, stderr, stdout, wait_for, Bundle};
 use serde_json::{json, Value};
-
-/// Processes whose command line mentions `needle` (amphi's forks keep its argv, which holds the
-/// test's temporary directory).
-fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push((pid, cmd));
-        }
-    }
-    found
-}
-
-/// Asserts that nothing of `b`'s failed create remains: state dir, cgroup, process, mount.
-fn assert_no_leftovers(b: &Bundle) {
-    if b.root.exists() {
-        let entries: Vec<_> = std::fs::read_dir(&b.root)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert!(entries.is_empty(), "left under --root: {entries:?}");
-    }
-    assert!(
-        b.cgroup_dirs().is_empty(),
-        "cgroup left: {:?}",
-        b.cgroup_dirs()
-    );
-    let tmp = b.root.parent().unwrap().to_str().unwrap();
-    let procs = processes_mentioning(tmp);
-    assert!(procs.is_empty(), "processes left: {procs:?}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(tmp)).collect();
-    assert!(left.is_empty(), "mounts left: {left:?}");
-}
 
 /// No panic, and a non-zero exit status 1.
 fn assert_failed_cleanly(out: &Output, what: &str) {

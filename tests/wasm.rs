@@ -18,7 +18,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{amphi_bin, stderr, stdout, wait_for, Bundle};
+use common::{amphi_bin, assert_no_leftovers, stderr, stdout, wait_for, Bundle};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
@@ -195,54 +195,6 @@ fn assert_wasm_chosen_for_elf(out: &Output, b: &Bundle, what: &str) {
         "{what}: expected the wasm executor to refuse /bin/sh: {err}"
     );
     assert_no_leftovers(b);
-}
-
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmd.contains(needle) {
-            found.push((pid, cmd));
-        }
-    }
-    found
-}
-
-/// Nothing of a failed create of `b` remains: state, cgroups, processes, mounts.
-#[track_caller]
-fn assert_no_leftovers(b: &Bundle) {
-    if b.root.exists() {
-        let entries: Vec<_> = std::fs::read_dir(&b.root)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        assert!(entries.is_empty(), "left under --root: {entries:?}");
-    }
-    assert!(b.state().is_none(), "`state` still answers");
-    assert!(
-        b.cgroup_dirs().is_empty(),
-        "cgroup left: {:?}",
-        b.cgroup_dirs()
-    );
-    let tmp = b.root.parent().unwrap().to_str().unwrap();
-    let procs = processes_mentioning(tmp);
-    assert!(procs.is_empty(), "processes left: {procs:?}");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let bundle = b.dir.to_str().unwrap();
-    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(bundle)).collect();
-    assert!(left.is_empty(), "mounts left: {left:?}");
 }
 
 /// A spawned process that is killed (by its pid) and reaped if the test ends before it.

@@ -247,3 +247,52 @@ pub fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Processes (other than this test) whose command line mentions `needle`; amphi's own forks keep
+/// its argv, which holds the test's temporary directory, and a workload carries its args.
+pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// Asserts that nothing of `b` remains after a failed create (or a delete): nothing under its
+/// `--root`, no cgroup directory, no process and no mount mentioning its temporary directory.
+#[track_caller]
+pub fn assert_no_leftovers(b: &Bundle) {
+    if b.root.exists() {
+        let entries: Vec<_> = std::fs::read_dir(&b.root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(entries.is_empty(), "left under --root: {entries:?}");
+    }
+    assert!(
+        b.cgroup_dirs().is_empty(),
+        "cgroup left: {:?}",
+        b.cgroup_dirs()
+    );
+    // The test's temporary directory holds both --root and the bundle.
+    let tmp = b.root.parent().unwrap().to_str().unwrap();
+    let procs = processes_mentioning(tmp);
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(tmp)).collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+}
