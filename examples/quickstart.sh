@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq busybox-static gcc libc6-dev >/dev/null
+apt-get install -y -qq busybox-static gcc libc6-dev pkg-config libseccomp-dev >/dev/null
 cargo build --release
 ./examples/busybox/make-bundle.sh
 echo "--- a Linux container (busybox) ---"

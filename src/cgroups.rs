@@ -58,15 +58,15 @@ pub fn resolve_path(
     id: &str,
     systemd: bool,
 ) -> anyhow::Result<String> {
+    if systemd {
+        anyhow::bail!(
+            "--systemd-cgroup: the systemd cgroup driver is not supported by amphi yet; use cgroupfs paths"
+        );
+    }
     let Some(p) = cgroups_path.filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(format!("/amphi/{id}"));
     };
     let s = p.to_string_lossy();
-    if systemd {
-        anyhow::bail!(
-            "linux.cgroupsPath: {s:?}: --systemd-cgroup needs systemd, which is not running here; use a cgroupfs path"
-        );
-    }
     if p.components().any(|c| c == std::path::Component::ParentDir) {
         anyhow::bail!("linux.cgroupsPath: {s:?} must not contain '..'");
     }

@@ -155,3 +155,33 @@ fn pause_resume_and_delete_paused() {
         b.cgroup_dirs()
     );
 }
+
+#[test]
+fn a_cgroup_in_use_by_another_container_is_refused() {
+    let a = Bundle::new("cg-owner", &["sleep", "1000"]);
+    let out = a.create();
+    assert!(out.status.success(), "create A: {}", stderr(&out));
+    let pid = a.state().unwrap()["pid"].as_i64().unwrap();
+
+    let mut b = Bundle::new("cg-intruder", &["true"]);
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(a.cgroup.clone());
+    let out = b.create();
+    assert!(!out.status.success(), "a second container in A's cgroup");
+    assert!(
+        stderr(&out).contains("linux.cgroupsPath"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(b.state().is_none());
+    // A is untouched: alive, created, still in its cgroup.
+    assert_eq!(a.state().unwrap()["status"], "created");
+    for d in a.cgroup_dirs() {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "{d:?}: {procs}"
+        );
+    }
+    // B's drop must not remove A's cgroup: point it back at its own path.
+    b.cgroup = format!("{}-none", b.cgroup);
+}

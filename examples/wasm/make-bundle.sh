@@ -17,7 +17,7 @@ fi
 rm -rf "$bundle"
 mkdir -p "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys" "$bundle/rootfs/tmp"
 if [ "${1:-}" = component ]; then
-    (cd "$here/../.." && cargo run -q --example make-component -- "$here/hello.wat" "$bundle/rootfs/hello.wasm")
+    (cd "$here/../.." && cargo run -q --release --example make-component -- "$here/hello.wat" "$bundle/rootfs/hello.wasm")
 else
     cp "$here/hello.wat" "$bundle/rootfs/hello.wat"
 fi
@@ -48,7 +48,6 @@ cat > "$bundle/config.json" <<'JSON'
       "options": ["nosuid", "noexec", "nodev", "ro"] }
   ],
   "linux": {
-    "cgroupsPath": "/amphi-examples/wasm-hello",
     "resources": { "memory": { "limit": 134217728 } },
     "namespaces": [
       { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
@@ -59,5 +58,5 @@ cat > "$bundle/config.json" <<'JSON'
   }
 }
 JSON
-sed -i "s|WORKLOAD|$workload|; s|wasm-hello\"|wasm-hello$(basename "$bundle" | sed s/bundle//)\"|" "$bundle/config.json"
+sed -i "s|WORKLOAD|$workload|" "$bundle/config.json"
 echo "bundle ready: $bundle"

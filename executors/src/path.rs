@@ -63,37 +63,6 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> std::io::Result<PathBuf> 
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn secure_join_stays_in_root() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        std::fs::create_dir_all(r.join("a/b")).unwrap();
-        symlink("/etc", r.join("abs")).unwrap();
-        symlink("../../..", r.join("a/b/up")).unwrap();
-        symlink("b", r.join("a/rel")).unwrap();
-        symlink("loop", r.join("loop")).unwrap();
-        assert_eq!(secure_join(r, Path::new("/../../x")).unwrap(), r.join("x"));
-        assert_eq!(
-            secure_join(r, Path::new("/abs/passwd")).unwrap(),
-            r.join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("/a/b/up/etc")).unwrap(),
-            r.join("etc")
-        );
-        assert_eq!(
-            secure_join(r, Path::new("a/rel/c")).unwrap(),
-            r.join("a/b/c")
-        );
-        assert!(secure_join(r, Path::new("/loop")).is_err());
-    }
-}
-
 /// The search path of a container: `PATH` from `process.env`, or [`crate::linux::DEFAULT_PATH`].
 pub fn search_path(spec: &oci_spec::runtime::Spec) -> String {
     spec.process()
@@ -129,4 +98,35 @@ pub fn locate(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> Option<PathBuf> 
         .into_iter()
         .filter_map(|c| secure_join(rootfs, &c).ok())
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn secure_join_stays_in_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        symlink("/etc", r.join("abs")).unwrap();
+        symlink("../../..", r.join("a/b/up")).unwrap();
+        symlink("b", r.join("a/rel")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        assert_eq!(secure_join(r, Path::new("/../../x")).unwrap(), r.join("x"));
+        assert_eq!(
+            secure_join(r, Path::new("/abs/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(r, Path::new("/a/b/up/etc")).unwrap(),
+            r.join("etc")
+        );
+        assert_eq!(
+            secure_join(r, Path::new("a/rel/c")).unwrap(),
+            r.join("a/b/c")
+        );
+        assert!(secure_join(r, Path::new("/loop")).is_err());
+    }
 }

@@ -45,7 +45,7 @@ pub struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Ignore cgroup permission errors ('true', 'false', or 'auto'); accepted for engines.
-    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true", value_parser = ["true", "false", "auto"])]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = ["true", "false", "auto"])]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility: criu path.
     #[arg(long, global = true, hide = true)]

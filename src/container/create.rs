@@ -206,6 +206,15 @@ fn create_in(
         opts.systemd_cgroup,
     )?;
     let mut cg = ContainerCgroup::open(&cg_path)?;
+    // Another container's cgroup is not ours to join, nor to remove on failure (runc refuses a
+    // non-empty cgroup too).
+    let busy = cg.pids();
+    if !busy.is_empty() {
+        anyhow::bail!(
+            "linux.cgroupsPath: cgroup {cg_path} is not empty ({} processes): it belongs to another container",
+            busy.len()
+        );
+    }
     cg.create(Some(&crate::cgroups::with_linux_devices(
         linux.resources().as_ref(),
         linux.devices().as_deref().unwrap_or_default(),
