@@ -632,3 +632,19 @@ fn bad_profiles_are_refused_at_create() {
         assert_refused(&b, &out, &names);
     }
 }
+
+/// A profile that refuses `close_range` (older profiles, such as runtime-tools', do not list it),
+/// loaded early because `noNewPrivileges` is false: the runtime's own last steps must not need it.
+#[test]
+fn profile_without_close_range_still_starts_the_container() {
+    for nnp in [false, true] {
+        let mut b = bundle("sc-closerange", &["sh", "-c", "echo started"]);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}]
+        });
+        let out = run_ok(&b);
+        assert_eq!(out.trim(), "started", "noNewPrivileges {nnp}");
+    }
+}

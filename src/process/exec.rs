@@ -203,6 +203,7 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
     // Seccomp in the order of init's (see `seccomp::load_early`): without noNewPrivileges, loaded
     // now while the process still has CAP_SYS_ADMIN; with it, after finalize, right before the
     // workload. The filter is kept alive until the workload replaces or ends this process.
+    security::mark_fds_cloexec(cfg.preserve_fds)?;
     let mut late_filter = None;
     if let Some(s) = &cfg.seccomp {
         let filter = security::seccomp::build(s)?;
@@ -212,7 +213,7 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
             late_filter = Some(filter);
         }
     }
-    security::finalize(process, cfg.preserve_fds)?;
+    security::finalize(process)?;
     if let Some(filter) = &late_filter {
         security::seccomp::load(filter)?;
     }

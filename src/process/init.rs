@@ -256,6 +256,7 @@ fn setup(
     // loaded after finalize (user switch, capability drop, no_new_privs), as late as possible: right
     // before the workload, in `run`. Without it, the filter is loaded now, while init still has
     // CAP_SYS_ADMIN, and so also confines finalize and the start handshake (as runc does).
+    security::mark_fds_cloexec(cfg.preserve_fds)?;
     let mut late_filter = None;
     if let Some(s) = linux.seccomp() {
         let filter = security::seccomp::build(s)?;
@@ -265,6 +266,6 @@ fn setup(
             late_filter = Some(filter);
         }
     }
-    security::finalize(process, cfg.preserve_fds)?;
+    security::finalize(process)?;
     Ok(late_filter)
 }

@@ -200,11 +200,11 @@ pub fn set_no_new_privileges() -> anyhow::Result<()> {
 }
 
 /// The last step before the workload, shared by a container's init and `exec`: user, groups and
-/// capabilities, `umask` (default 0022), `noNewPrivileges`, and close-on-exec for every fd except
-/// stdio and the `preserve_fds` fds after it (3..3+N), which are made inheritable.
+/// capabilities, `umask` (default 0022), `noNewPrivileges`. Call [`mark_fds_cloexec`] first: it must
+/// run before a seccomp filter is loaded (profiles may not allow `close_range`).
 ///
 /// Errors: the step that failed, naming the config field.
-pub fn finalize(process: &Process, preserve_fds: u32) -> anyhow::Result<()> {
+pub fn finalize(process: &Process) -> anyhow::Result<()> {
     let caps = CapSets::from_spec(process.capabilities().as_ref());
     apply_user_and_caps(process.user(), &caps)?;
     umask(Mode::from_bits_truncate(
@@ -213,6 +213,14 @@ pub fn finalize(process: &Process, preserve_fds: u32) -> anyhow::Result<()> {
     if process.no_new_privileges().unwrap_or(false) {
         set_no_new_privileges()?;
     }
+    Ok(())
+}
+
+/// Marks every fd except stdio and the `preserve_fds` fds after it (3..3+N) close-on-exec, and makes
+/// those N inheritable, so that no fd of the runtime reaches the workload.
+///
+/// Errors: close_range(2) fails.
+pub fn mark_fds_cloexec(preserve_fds: u32) -> anyhow::Result<()> {
     // No fd can reach fs.nr_open, so a huge --preserve-fds neither overflows nor loops for ages.
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
