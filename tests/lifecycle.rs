@@ -185,3 +185,73 @@ fn a_cgroup_in_use_by_another_container_is_refused() {
     // B's drop must not remove A's cgroup: point it back at its own path.
     b.cgroup = format!("{}-none", b.cgroup);
 }
+
+/// Receives one fd sent with SCM_RIGHTS on `listener`'s next connection.
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel installed this fd for us just now.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received");
+}
+
+/// The pid a pidfd refers to, from /proc/self/fdinfo.
+fn pidfd_pid(fd: &std::os::fd::OwnedFd) -> i64 {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .map(|p| p.trim().parse().unwrap())
+        .expect("not a pidfd")
+}
+
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_init_and_of_exec() {
+    let b = Bundle::new("pidfd", &["sleep", "1000"]);
+    let sock = b.dir.join("pidfd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    b.write_config();
+    let (s, d) = (
+        sock.to_str().unwrap().to_string(),
+        b.dir.to_str().unwrap().to_string(),
+    );
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let out = b.amphi(&["create", "--bundle", &d, "--pidfd-socket", &s, &b.id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let fd = receiver.join().unwrap();
+    assert_eq!(pidfd_pid(&fd), b.state().unwrap()["pid"].as_i64().unwrap());
+
+    std::fs::remove_file(&sock).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || receive_fd(&listener));
+    let pid_file = b.dir.join("exec.pid");
+    let out = b.amphi(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--pidfd-socket",
+        &s,
+        &b.id,
+        "sleep",
+        "999",
+    ]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    let fd = receiver.join().unwrap();
+    let exec_pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(pidfd_pid(&fd), exec_pid);
+}

@@ -236,6 +236,9 @@ pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.pid_file {
         crate::container::create::write_pid_file(&absolute(p)?, pid)?;
     }
+    if let Some(s) = &a.pidfd_socket {
+        crate::container::create::send_pidfd(&absolute(s)?, pid)?;
+    }
     let master = match &ours {
         Some(sock) => Some(crate::tty::recv_fd(std::os::fd::AsFd::as_fd(sock))?),
         None => None,
