@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -14,9 +13,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{amphi_bin, stderr, stdout, wait_for, Bundle};
+use common::{amphi_bin, read_until, recv_fd, stderr, stdout, wait_for, write_all, Bundle};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::json;
 
 /// The wasm test guest of tests/wasm.rs, in WebAssembly text (`echo`, `cat`, `spin` ...).
@@ -247,68 +245,6 @@ fn proc_cmdline(pid: i32) -> Option<String> {
             .trim()
             .to_string(),
     )
-}
-
-/// Receives one fd over the connected unix socket `sock` (the console socket protocol).
-fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg on the console socket");
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: the kernel just installed this fd in our table; nothing else owns it.
-                let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                if fd.is_none() {
-                    fd = Some(owned);
-                }
-            }
-        }
-    }
-    fd.expect("no fd in the console socket message")
-}
-
-/// Reads from the pty master `fd` into `acc` until it contains `needle`.
-fn read_until(fd: BorrowedFd<'_>, acc: &mut String, needle: &str) {
-    let deadline = Instant::now() + HANG_GUARD;
-    let mut buf = [0u8; 4096];
-    while !acc.contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not seen on the pty; got {acc:?}"
-        );
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => panic!("poll: {e}"),
-        }
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => panic!("pty closed before {needle:?}; got {acc:?}"),
-            Ok(n) => acc.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-            Err(e) => panic!("pty read ({e}) before {needle:?}; got {acc:?}"),
-        }
-    }
-}
-
-/// Writes all of `data` to `fd`.
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => panic!("write to pty: {e}"),
-        }
-    }
 }
 
 /// Waits for `child` to exit while draining the pty master (so that nothing blocks writing).

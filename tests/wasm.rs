@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -18,9 +17,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{amphi_bin, assert_no_leftovers, stderr, stdout, wait_for, Bundle};
+use common::{
+    amphi_bin, assert_no_leftovers, read_until, recv_fd, stderr, stdout, wait_for, Bundle,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 
 /// The test guest, in WebAssembly text.
@@ -246,57 +246,6 @@ fn spawn_run(b: &Bundle, out: &Path, err: &Path) -> ChildGuard {
         .spawn()
         .unwrap();
     ChildGuard(Some(child))
-}
-
-/// Receives one fd over the connected unix socket `sock` (the console socket protocol).
-fn recv_fd(sock: BorrowedFd<'_>) -> OwnedFd {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg on the console socket");
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for f in fds {
-                // SAFETY: the kernel just installed this fd in our table; nothing else owns it.
-                let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                if fd.is_none() {
-                    fd = Some(owned);
-                }
-            }
-        }
-    }
-    fd.expect("no fd in the console socket message")
-}
-
-/// Reads from the pty master `fd` into `acc` until it contains `needle`.
-fn read_until(fd: BorrowedFd<'_>, acc: &mut String, needle: &str) {
-    let deadline = Instant::now() + HANG_GUARD;
-    let mut buf = [0u8; 4096];
-    while !acc.contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not seen on the pty; got {acc:?}"
-        );
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(e) => panic!("poll: {e}"),
-        }
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => panic!("pty closed before {needle:?}; got {acc:?}"),
-            Ok(n) => acc.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-            Err(e) => panic!("pty read ({e}) before {needle:?}; got {acc:?}"),
-        }
-    }
 }
 
 /// The SHA-256 of `path` in hex, by coreutils' sha256sum.

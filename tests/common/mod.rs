@@ -296,3 +296,67 @@ pub fn assert_no_leftovers(b: &Bundle) {
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(tmp)).collect();
     assert!(left.is_empty(), "mounts left: {left:?}");
 }
+
+// Terminals: the console-socket protocol and pty I/O.
+
+/// Receives one fd over the connected unix socket `sock` (the console socket protocol).
+pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> std::os::fd::OwnedFd {
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&sock),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on the console socket");
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            for f in fds {
+                // SAFETY: the kernel just installed this fd in our table; nothing else owns it.
+                let owned: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(f) };
+                if fd.is_none() {
+                    fd = Some(owned);
+                }
+            }
+        }
+    }
+    fd.expect("no fd in the console socket message")
+}
+
+/// Reads from the pty master `fd` into `acc` until it contains `needle`.
+pub fn read_until(fd: std::os::fd::BorrowedFd<'_>, acc: &mut String, needle: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while !acc.contains(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} not seen on the pty; got {acc:?}"
+        );
+        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => panic!("poll: {e}"),
+        }
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => panic!("pty closed before {needle:?}; got {acc:?}"),
+            Ok(n) => acc.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
+            Err(e) => panic!("pty read ({e}) before {needle:?}; got {acc:?}"),
+        }
+    }
+}
+
+/// Writes all of `data` to `fd`.
+pub fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut data: &[u8]) {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => panic!("write to pty: {e}"),
+        }
+    }
+}
