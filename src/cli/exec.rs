@@ -1,16 +1,13 @@
 //! `amphi exec` (runc-exec(8)): run a new process in a container.
 
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use clap::Args;
-use nix::sys::signal::{SigSet, SigmaskHow};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
 
-use super::foreground::{forwarded_signals, wait_foreground};
+use super::foreground::{supervise, wait_foreground, Supervisor};
 use super::{ExitCode, Global, WithCode};
 use crate::container::exec::{ensure_home, exec, parse_user, ExecOptions};
 use crate::container::ContainerDir;
@@ -209,26 +206,7 @@ pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(0);
     }
 
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let signals = forwarded_signals();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
-        .map_err(|e| anyhow::anyhow!("block signals: {e}"))?;
-    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| anyhow::anyhow!("signalfd: {e}"))?;
-    let (ours, theirs): (Option<OwnedFd>, Option<OwnedFd>) =
-        if terminal && opts.console_socket.is_none() {
-            let (x, y) = socketpair(
-                AddressFamily::Unix,
-                SockType::Stream,
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(|e| anyhow::anyhow!("socketpair: {e}"))?;
-            (Some(x), Some(y))
-        } else {
-            (None, None)
-        };
+    let Supervisor { sfd, ours, theirs } = supervise(terminal && opts.console_socket.is_none())?;
     let pid = exec(&dir, &state, process, &opts, theirs, orig_mask)
         .map_err(|e| WithCode(START_FAILED, e))?;
     // Other commands must be able to lock the container while the process runs.

@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -14,7 +15,7 @@ use crate::tty;
 
 /// The signals a foreground `run` takes over: forwarded to the container, except SIGCHLD (reaping)
 /// and SIGWINCH (terminal size).
-pub(super) fn forwarded_signals() -> SigSet {
+fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in Signal::iterator() {
         if !matches!(
@@ -154,4 +155,42 @@ fn write_all_fd(fd: &OwnedFd, mut data: &[u8]) {
             Err(_) => return,
         }
     }
+}
+
+/// What a foreground `run` or `exec` sets up before it starts the process.
+pub(super) struct Supervisor {
+    /// Delivers the signals to forward (blocked for normal delivery).
+    pub sfd: SignalFd,
+    /// Our end of the internal console socket, when a terminal is proxied.
+    pub ours: Option<OwnedFd>,
+    /// The end to hand to the pipeline as the console socket.
+    pub theirs: Option<OwnedFd>,
+}
+
+/// Becomes the child subreaper (so the container process is reparented to us), blocks the forwarded
+/// signals into a signalfd, and, with `proxy_tty`, makes the socketpair whose far end receives the
+/// pty master.
+///
+/// Errors: a system call fails.
+pub(super) fn supervise(proxy_tty: bool) -> anyhow::Result<Supervisor> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let signals = forwarded_signals();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
+        .map_err(|e| anyhow::anyhow!("block signals: {e}"))?;
+    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| anyhow::anyhow!("signalfd: {e}"))?;
+    let (ours, theirs) = if proxy_tty {
+        let (x, y) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| anyhow::anyhow!("socketpair: {e}"))?;
+        (Some(x), Some(y))
+    } else {
+        (None, None)
+    };
+    Ok(Supervisor { sfd, ours, theirs })
 }

@@ -1,16 +1,14 @@
 //! `amphi run` (runc-run(8)): create and start a container; in the foreground, wait for it,
 //! forward signals, proxy its terminal, and exit with its status.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use clap::Args;
-use nix::sys::signal::{SigSet, SigmaskHow};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 
 use super::create::CreateFlags;
-use super::foreground::{forwarded_signals, wait_foreground};
+use super::foreground::{supervise, wait_foreground, Supervisor};
 use super::{ExitCode, Global};
 use crate::container;
 use crate::tty;
@@ -45,26 +43,7 @@ pub fn run(g: &Global, a: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(0);
     }
 
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let signals = forwarded_signals();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None)
-        .map_err(|e| anyhow::anyhow!("block signals: {e}"))?;
-    let sfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| anyhow::anyhow!("signalfd: {e}"))?;
-
-    let (ours, theirs): (Option<OwnedFd>, Option<OwnedFd>) = if opts.console_socket.is_none() {
-        let (x, y) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| anyhow::anyhow!("socketpair: {e}"))?;
-        (Some(x), Some(y))
-    } else {
-        (None, None)
-    };
+    let Supervisor { sfd, ours, theirs } = supervise(opts.console_socket.is_none())?;
     let mut created = container::create(&opts, theirs, orig_mask)?;
     let cleanup = |state: &container::State| {
         if !a.keep {
