@@ -61,10 +61,20 @@ fn create_start_state_kill_delete() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not stopped"), "{}", stderr(&out));
 
+    // Signal 0 only probes (kill(2)): the container keeps running.
+    let out = b.amphi(&["kill", &b.id, "0"]);
+    assert!(out.status.success(), "kill 0: {}", stderr(&out));
+    assert_eq!(b.state().unwrap()["status"], "running");
+
     let out = b.amphi(&["kill", &b.id, "KILL"]);
     assert!(out.status.success(), "kill: {}", stderr(&out));
     assert!(wait_for(|| b.state().unwrap()["status"] == "stopped"));
     assert_eq!(b.state().unwrap()["pid"], 0);
+    let out = b.amphi(&["kill", &b.id, "0"]);
+    assert!(
+        !out.status.success(),
+        "kill 0 of a stopped container must fail"
+    );
     let out = b.amphi(&["kill", &b.id, "9"]);
     assert!(
         !out.status.success(),

@@ -14,13 +14,14 @@ fn sigrtmax() -> i32 {
 
 /// Parses a signal given as a number (`9`, `37`), a name (`KILL`), a name with `SIG` (`SIGKILL`), in
 /// any case, or a real-time signal as `RTMIN+N` / `RTMAX-N` (with or without `SIG`), as runc does.
-/// Returns the signal number (1..=SIGRTMAX).
+/// Returns the signal number (0..=SIGRTMAX); 0 sends no signal and only checks that the init process
+/// exists (kill(2)), which runc accepts too.
 ///
 /// Errors: an unknown name or a number out of range, named.
 pub fn parse_signal(s: &str) -> anyhow::Result<i32> {
     let unknown = || anyhow::anyhow!("unknown signal {s:?}");
     if let Ok(n) = s.parse::<i64>() {
-        return if (1..=sigrtmax() as i64).contains(&n) {
+        return if (0..=sigrtmax() as i64).contains(&n) {
             Ok(n as i32)
         } else {
             Err(unknown())
@@ -99,7 +100,8 @@ mod tests {
         assert!(parse_signal("RTMIN+99").is_err());
         assert!(parse_signal("RTMIN+x").is_err());
         assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("99").is_err());
     }
 }
