@@ -14,6 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod devices_bpf;
+pub mod systemd;
+pub mod v2;
+
 use cgroups_rs::manager::{FsManager, Manager};
 use oci_spec::runtime::LinuxResources;
 
@@ -51,16 +55,28 @@ pub fn host_mode() -> HostMode {
 
 /// Resolves `linux.cgroupsPath` to a path from the root of each hierarchy, always starting with `/`.
 ///
-/// Errors: a path with `..` (escaping the hierarchy), or a systemd `slice:prefix:name` path when
-/// `systemd` is set (no systemd manager is built yet).
+/// With `systemd` (`--systemd-cgroup`) the path is `slice:prefix:name` (see [`systemd::parse`]).
+///
+/// Errors: a path with `..` (escaping the hierarchy) or naming the root; with `systemd`, a malformed
+/// `slice:prefix:name`, systemd not running on this host, or (systemd running) the driver not
+/// wired into container creation yet. Nothing is created in any case.
 pub fn resolve_path(
     cgroups_path: Option<&Path>,
     id: &str,
     systemd: bool,
 ) -> anyhow::Result<String> {
     if systemd {
+        let p = systemd::parse(cgroups_path, id)?;
+        if !systemd::running() {
+            anyhow::bail!(
+                "--systemd-cgroup: systemd is not running on this host ({} is missing); run without --systemd-cgroup to use cgroupfs paths",
+                systemd::SYSTEMD_RUNNING
+            );
+        }
         anyhow::bail!(
-            "--systemd-cgroup: the systemd cgroup driver is not supported by amphi yet; use cgroupfs paths"
+            "--systemd-cgroup: unit {} in {}: creating systemd scopes is not wired into amphi yet; run without --systemd-cgroup",
+            p.unit,
+            p.slice
         );
     }
     let Some(p) = cgroups_path.filter(|p| !p.as_os_str().is_empty()) else {
@@ -161,8 +177,18 @@ impl ContainerCgroup {
     }
 
     fn create_inner(&mut self, resources: Option<&LinuxResources>) -> anyhow::Result<()> {
+        let v2_dir = self.v2_dir();
         for dir in self.dirs() {
-            std::fs::create_dir_all(&dir).map_err(|e| cg_err("create", &self.path, e))?;
+            if Some(&dir) == v2_dir.as_ref() {
+                let root = if self.manager.v2() {
+                    Path::new(CGROUP_ROOT)
+                } else {
+                    Path::new(HYBRID_UNIFIED)
+                };
+                v2::create_dir(root, &self.path)?;
+            } else {
+                std::fs::create_dir_all(&dir).map_err(|e| cg_err("create", &self.path, e))?;
+            }
         }
         if let Some(cpuset) = self.controller_dir("cpuset").filter(|_| !self.manager.v2()) {
             init_cpuset(&cpuset).map_err(|e| cg_err("initialise cpuset", &self.path, e))?;
@@ -171,12 +197,21 @@ impl ContainerCgroup {
             self.update(res)?;
         }
         // Always, as runc: the device cgroup starts from "deny all" even without rules.
-        self.set_devices(
+        let devices = self.set_devices(
             resources
                 .and_then(|r| r.devices().as_deref())
                 .unwrap_or_default(),
-        )?;
-        Ok(())
+        );
+        match devices {
+            // An unprivileged caller (rootless, in a delegated cgroup) cannot program the device
+            // controller (v1 `devices.*` need CAP_SYS_ADMIN, v2 a BPF program): runc ignores these
+            // errors in rootless mode too; the user namespace already keeps mknod out.
+            Err(e) if !nix::unistd::geteuid().is_root() => {
+                log::debug!("rootless: device cgroup not set: {e:#}");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Applies `linux.resources` except `devices` (memory, cpu, pids, blockIO, hugepageLimits,
@@ -187,13 +222,43 @@ impl ContainerCgroup {
         let mut res = resources.clone();
         res.set_devices(None);
         res.set_unified(None);
+        zero_means_unset(&mut res);
+        // hugetlb only on cgroup v2 (pure v2, or the cgroup2 mount of a hybrid host like Debian's
+        // with hugetlb moved there): amphi writes hugetlb.<size>.max itself.
+        let hugetlb_v2 = !self.manager.mounts().contains_key("hugetlb") || self.manager.v2();
+        let huge = res.hugepage_limits().clone().unwrap_or_default();
+        if hugetlb_v2 {
+            res.set_hugepage_limits(None);
+        }
         self.manager
             .set(&res)
             .map_err(|e| cg_err("apply linux.resources", &self.path, e))?;
+        if hugetlb_v2 && !huge.is_empty() {
+            let dir = self.v2_dir().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "linux.resources.hugepageLimits: this host has no hugetlb controller (neither v1 nor cgroup v2)"
+                )
+            })?;
+            let limits: Vec<(String, i64)> = huge
+                .iter()
+                .map(|l| (l.page_size().clone(), l.limit()))
+                .collect();
+            v2::write_hugetlb(&dir, &limits)?;
+        }
         if let Some(unified) = resources.unified() {
             self.set_unified(unified)?;
         }
         Ok(())
+    }
+
+    /// The container's directory in the cgroup v2 hierarchy: the unified hierarchy of a pure-v2
+    /// host, or the cgroup2 mount of a hybrid host; `None` on a pure-v1 host.
+    pub fn v2_dir(&self) -> Option<PathBuf> {
+        if self.manager.v2() {
+            Some(Path::new(CGROUP_ROOT).join(self.path.trim_start_matches('/')))
+        } else {
+            self.unified.clone()
+        }
     }
 
     /// `linux.resources.unified`: writes each `<controller>.<file>` value into the container's
@@ -208,81 +273,73 @@ impl ContainerCgroup {
         if unified.is_empty() {
             return Ok(());
         }
-        let dir = if self.manager.v2() {
-            Path::new(CGROUP_ROOT).join(self.path.trim_start_matches('/'))
-        } else {
-            self.unified.clone().ok_or_else(|| {
-                anyhow::anyhow!("linux.resources.unified: this host has no cgroup v2 hierarchy")
-            })?
-        };
-        let mut keys: Vec<&String> = unified.keys().collect();
-        keys.sort();
-        for key in keys {
-            let valid = key.split_once('.').is_some_and(|(c, f)| {
-                !c.is_empty()
-                    && !f.is_empty()
-                    && key
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' || ch == '-')
-            });
-            if !valid {
-                anyhow::bail!("linux.resources.unified.{key}: not a cgroup v2 file name (<controller>.<file>)");
-            }
-            let file = dir.join(key);
-            if !file.exists() {
-                anyhow::bail!(
-                    "linux.resources.unified.{key}: no such file in {} (unknown or unavailable controller)",
-                    dir.display()
-                );
-            }
-            std::fs::write(&file, &unified[key]).map_err(|e| {
-                anyhow::anyhow!(
-                    "linux.resources.unified.{key}: write {:?}: {e}",
-                    unified[key]
-                )
-            })?;
-        }
-        Ok(())
+        let dir = self.v2_dir().ok_or_else(|| {
+            anyhow::anyhow!("linux.resources.unified: this host has no cgroup v2 hierarchy")
+        })?;
+        v2::write_unified(&dir, unified)
     }
 
-    /// Applies `linux.resources.devices` with the v1 devices controller, as runc does: starting from
-    /// "deny all" (whatever the rules), then the rules in order, then the devices every container may
-    /// use (runc's default allow list: null, zero, full, random, urandom, tty, the pty master and
-    /// slaves, and mknod of any node). The caller appends allow rules for `linux.devices` (see
-    /// [`with_linux_devices`]). On cgroup v2 the device controller needs an eBPF program, which amphi
-    /// does not build yet: rules that deny anything are refused there.
+    /// Applies `linux.resources.devices` as runc does: starting from "deny all" (whatever the
+    /// rules), then the rules in order, then the devices every container may use (runc's default
+    /// allow list: null, zero, full, random, urandom, tty, the pty master and slaves, and mknod of
+    /// any node); the caller appends allow rules for `linux.devices` (see [`with_linux_devices`]).
+    /// The same list goes to the v1 devices controller (`devices.deny`/`devices.allow`) when the
+    /// host has one, and to the cgroup v2 directory as a `BPF_CGROUP_DEVICE` program (see
+    /// [`devices_bpf`]; on a hybrid host both apply). Calling it again replaces the rules.
     ///
-    /// Errors: a rule cannot be written, or (v2) rules are given.
+    /// Errors: an invalid rule (type, numbers, access), checked before anything is written; a rule
+    /// the kernel refuses; the eBPF program cannot be loaded or attached.
     pub fn set_devices(
         &self,
         rules: &[oci_spec::runtime::LinuxDeviceCgroup],
     ) -> anyhow::Result<()> {
-        let Some(dir) = self
-            .controller_dir("devices")
-            .filter(|_| !self.manager.v2())
-        else {
-            if rules.iter().all(|r| r.allow()) {
-                return Ok(());
+        for (i, r) in rules.iter().enumerate() {
+            if r.access().as_deref() == Some("") {
+                anyhow::bail!("linux.resources.devices[{i}].access: empty (use r, w and m)");
             }
-            anyhow::bail!(
-                "linux.resources.devices: device rules on cgroup v2 need an eBPF program, which amphi does not build yet"
-            );
-        };
-        std::fs::write(dir.join("devices.deny"), "a").map_err(|e| {
-            anyhow::anyhow!("linux.resources.devices: write \"a\" to devices.deny: {e}")
-        })?;
+            for (what, n) in [("major", r.major()), ("minor", r.minor())] {
+                if n.is_some_and(|n| n < -1) {
+                    anyhow::bail!(
+                        "linux.resources.devices[{i}].{what}: {} is negative (-1 or absent means all)",
+                        n.unwrap_or_default()
+                    );
+                }
+            }
+        }
         let mut lines: Vec<(bool, String)> =
             rules.iter().map(|r| (r.allow(), device_rule(r))).collect();
         lines.extend(DEFAULT_ALLOWED.iter().map(|l| (true, l.to_string())));
+        let mut bpf_rules = Vec::with_capacity(lines.len());
         for (i, (allow, line)) in lines.iter().enumerate() {
-            let file = if *allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            };
-            std::fs::write(dir.join(file), line).map_err(|e| {
-                anyhow::anyhow!("linux.resources.devices[{i}]: write {line:?} to {file}: {e}")
+            let r = devices_bpf::parse_rule(*allow, line).map_err(|e| {
+                if i < rules.len() {
+                    anyhow::anyhow!("linux.resources.devices[{i}]: {e}")
+                } else {
+                    e
+                }
             })?;
+            bpf_rules.push(r);
+        }
+        if let Some(dir) = self
+            .controller_dir("devices")
+            .filter(|_| !self.manager.v2())
+        {
+            std::fs::write(dir.join("devices.deny"), "a").map_err(|e| {
+                anyhow::anyhow!("linux.resources.devices: write \"a\" to devices.deny: {e}")
+            })?;
+            for (i, (allow, line)) in lines.iter().enumerate() {
+                let file = if *allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
+                std::fs::write(dir.join(file), line).map_err(|e| {
+                    anyhow::anyhow!("linux.resources.devices[{i}]: write {line:?} to {file}: {e}")
+                })?;
+            }
+        }
+        if let Some(dir) = self.v2_dir() {
+            devices_bpf::apply(&dir, &bpf_rules)?;
         }
         Ok(())
     }
@@ -313,8 +370,13 @@ impl ContainerCgroup {
             .unwrap_or_default()
     }
 
-    /// Sends `signal` to every process in the cgroup.
+    /// Sends `signal` to every process in the cgroup: on a host with cgroup v2 (pure or hybrid),
+    /// SIGKILL through `cgroup.kill` where the kernel has it (see [`v2::kill_all`]).
     pub fn signal_all(&self, signal: i32) {
+        if let Some(dir) = self.v2_dir() {
+            v2::kill_all(&dir, signal);
+            return;
+        }
         for pid in self.pids() {
             // SAFETY: kill(2) takes a pid and a signal number; errors (a process gone) are ignored.
             unsafe { libc::kill(pid, signal) };
@@ -365,6 +427,10 @@ impl ContainerCgroup {
     /// Errors: no freezer, or the state cannot be written or is not reached.
     pub fn set_frozen(&self, frozen: bool) -> anyhow::Result<()> {
         use cgroups_rs::FreezerState;
+        if self.manager.v2() {
+            let dir = Path::new(CGROUP_ROOT).join(self.path.trim_start_matches('/'));
+            return v2::freeze(&dir, frozen, Duration::from_secs(5));
+        }
         let want = if frozen {
             FreezerState::Frozen
         } else {
@@ -412,12 +478,10 @@ impl ContainerCgroup {
         let Some(dir) = self.controller_dir("memory") else {
             return 0;
         };
-        let file = if self.manager.v2() {
-            "memory.events"
-        } else {
-            "memory.oom_control"
-        };
-        std::fs::read_to_string(dir.join(file))
+        if self.manager.v2() {
+            return v2::oom_kills(&dir);
+        }
+        std::fs::read_to_string(dir.join("memory.oom_control"))
             .ok()
             .and_then(|t| {
                 t.lines().find_map(|l| {
@@ -477,6 +541,54 @@ const DEFAULT_ALLOWED: &[&str] = &[
     "c 5:2 rwm",
     "c 136:* rwm",
 ];
+
+/// Drops the `linux.resources` numbers that are 0, which runc treats as "not set" (its cgroup
+/// managers write blkio weights, cpu shares/quota/period/realtime and memory reservation/kernel
+/// only when non-zero): dockerd 20.10 sends `"blockIO": {"weight": 0}` in every config.json and
+/// `{"cpu": {"shares": 0, "quota": 0, "period": 0}, "memory": {"reservation": 0, "kernel": 0}}`
+/// with every `update`; the kernel refuses 0 for blkio.weight (10..1000, and the file is absent
+/// without BFQ/CFQ) and for cpu.cfs_quota_us / cfs_period_us.
+fn zero_means_unset(res: &mut LinuxResources) {
+    if let Some(mut bio) = res.block_io().clone() {
+        if bio.weight() == Some(0) {
+            bio.set_weight(None);
+        }
+        if bio.leaf_weight() == Some(0) {
+            bio.set_leaf_weight(None);
+        }
+        res.set_block_io(Some(bio));
+    }
+    if let Some(mut cpu) = res.cpu().clone() {
+        if cpu.shares() == Some(0) {
+            cpu.set_shares(None);
+        }
+        if cpu.quota() == Some(0) {
+            cpu.set_quota(None);
+        }
+        if cpu.period() == Some(0) {
+            cpu.set_period(None);
+        }
+        if cpu.realtime_runtime() == Some(0) {
+            cpu.set_realtime_runtime(None);
+        }
+        if cpu.realtime_period() == Some(0) {
+            cpu.set_realtime_period(None);
+        }
+        res.set_cpu(Some(cpu));
+    }
+    if let Some(mut mem) = *res.memory() {
+        if mem.reservation() == Some(0) {
+            mem.set_reservation(None);
+        }
+        if mem.kernel() == Some(0) {
+            mem.set_kernel(None);
+        }
+        if mem.kernel_tcp() == Some(0) {
+            mem.set_kernel_tcp(None);
+        }
+        res.set_memory(Some(mem));
+    }
+}
 
 /// Names a `linux.resources` number that is out of range for its unsigned field (a negative weight,
 /// shares or period), which serde reports only by line and column; `v` is the whole config.

@@ -787,3 +787,51 @@ fn delete_created_without_force() {
     assert!(!b.root.join(&b.id).exists());
     assert!(b.cgroup_dirs().is_empty(), "{:?}", b.cgroup_dirs());
 }
+
+#[test]
+fn docker_zero_resources_mean_unset() {
+    // dockerd 20.10 puts these "defaults" into every config.json: runc treats a zero blockIO weight
+    // or cpu shares as unset. Writing blkio.weight 0 fails (out of range 10..1000, and the file is
+    // absent without BFQ/CFQ), which made every `docker run --runtime amphi` fail.
+    let mut b = Bundle::new("dockerzero", &["echo", "zero-resources-ok"]);
+    b.config["linux"]["resources"]["blockIO"] = json!({"weight": 0, "leafWeight": 0});
+    b.config["linux"]["resources"]["cpu"] = json!({"shares": 0});
+    b.config["linux"]["resources"]["memory"] = json!({"disableOOMKiller": false});
+    let out = b.run();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "zero-resources-ok");
+    assert!(b.cgroup_dirs().is_empty(), "{:?}", b.cgroup_dirs());
+}
+
+#[test]
+fn docker_update_zero_resources_mean_unset() {
+    // `docker update --memory 96m --memory-swap 96m` (dockerd 20.10) sends exactly this to
+    // `update --resources -`: the zeros are "not set" for runc; cpu.cfs_quota_us refuses 0.
+    let b = Bundle::new("dockerupd", &["sleep", "1000"]);
+    create_ok(&b);
+    let mut child = b
+        .cmd(&["update", "--resources", "-", &b.id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let docker = r#"{"memory":{"limit":100663296,"reservation":0,"swap":100663296,"kernel":0},"cpu":{"shares":0,"quota":0,"period":0},"blockIO":{"weight":0}}"#;
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), docker.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "update: {}", stderr(&out));
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(b.cgroup.trim_start_matches('/'))
+        .join("memory.limit_in_bytes");
+    let v2 = Path::new("/sys/fs/cgroup")
+        .join(b.cgroup.trim_start_matches('/'))
+        .join("memory.max");
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .expect("the container's memory cgroup file");
+    assert_eq!(limit.trim(), "100663296");
+    let out = b.amphi(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    assert!(b.cgroup_dirs().is_empty(), "{:?}", b.cgroup_dirs());
+}

@@ -126,7 +126,17 @@ pub fn run(g: &Global, a: UpdateArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
     let mut cg = ContainerCgroup::open(path)?;
-    // Device rules are not updated (as runc): they stay as created.
     cg.update(&res)?;
+    // Device rules given (as containerd's CRI sends them) replace the container's rules, with the
+    // default allow list and the config's `linux.devices` nodes appended as at create; without
+    // rules the devices stay as created (runc keeps them in every case).
+    if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        let nodes = oci_spec::runtime::Spec::load(state.bundle.join("config.json"))
+            .ok()
+            .and_then(|s| s.linux().as_ref().and_then(|l| l.devices().clone()))
+            .unwrap_or_default();
+        let all = crate::cgroups::with_linux_devices(Some(&res), &nodes);
+        cg.set_devices(all.devices().as_deref().unwrap_or_default())?;
+    }
     Ok(0)
 }
