@@ -171,6 +171,8 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
     let cwd = process.cwd();
     nix::unistd::chdir(cwd)
         .map_err(|e| anyhow::anyhow!("process.cwd: chdir {}: {e}", cwd.display()))?;
+    // `--cwd /proc/self/fd/N` naming an fd of the caller must not land outside the root (class 2).
+    security::check_cwd_inside_root(cwd)?;
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let wasm = cfg.executor.name() == "wasm";
     if wasm || cfg.reveal_proc {
@@ -214,10 +216,24 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
         }
     }
     security::finalize(process)?;
+    let ch_fd = ch.as_fd().as_raw_fd();
+    if wasm {
+        // Escape classes 1 and 2: a Wasm command runs in amphi's own image and never execs, so
+        // close-on-exec closes nothing: close every fd above the configured ones now (the channel
+        // reports the start), and keep container processes without CAP_SYS_PTRACE out of its
+        // /proc/<pid>/ files unless it runs in a user namespace.
+        security::close_fds_except(3u32.saturating_add(cfg.preserve_fds), &[ch_fd]);
+        let in_user_ns = cfg
+            .namespaces
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::User);
+        if !in_user_ns {
+            security::set_non_dumpable()?;
+        }
+    }
     if let Some(filter) = &late_filter {
         security::seccomp::load(filter)?;
     }
-    let ch_fd = ch.as_fd().as_raw_fd();
     let err = match cfg.executor.exec(&mut || {
         // SAFETY: closes this process's end of the channel, which nothing uses afterwards; the parent
         // reads end-of-file as "the workload runs".

@@ -13,9 +13,9 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use super::channel::{Channel, Msg};
 use super::{exit_child, InitConfig};
+use crate::rootfs::resolve::{Kind, Root};
 use crate::rootfs::{self, devices, mounts, paths, pivot};
 use crate::security;
-use crate::utils::secure_join;
 
 /// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
 /// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
@@ -27,6 +27,17 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
             exit_child(1);
         }
     };
+    // Escape class 1: until `start` (and for a Wasm guest's whole life) this process runs amphi's
+    // image; without a user namespace, container processes lacking CAP_SYS_PTRACE must not open its
+    // /proc/<pid>/ files (in a user namespace the rootless caller itself needs them, and they are
+    // owned by an id unmapped in the container anyway). The image is protected in any case (see
+    // `security::exe`).
+    if !(cfg.namespaces.new_user || cfg.namespaces.joins_user()) {
+        if let Err(e) = security::set_non_dumpable() {
+            let _ = ch.send(&Msg::Error(format!("{e:#}")));
+            exit_child(1);
+        }
+    }
     if ch.send(&Msg::Ready).is_err() {
         exit_child(1);
     }
@@ -47,6 +58,13 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
             }
             exit_child(1);
         }
+    }
+    // Escape class 2: a workload that does not execve (a Wasm guest) would keep every fd that
+    // close-on-exec was meant to close; close them now, before a late seccomp filter may deny
+    // close_range. Only the start connection stays, until the executor reports the start.
+    if cfg.executor.name() == "wasm" {
+        let keep: Vec<i32> = conn.iter().map(|c| c.as_raw_fd()).collect();
+        security::close_fds_except(3u32.saturating_add(cfg.preserve_fds), &keep);
     }
     // With noNewPrivileges, the seccomp filter is loaded here, the last step before the workload
     // (see `seccomp::load_early`); it confines a Wasm guest's runtime too, which runs in this process.
@@ -98,9 +116,11 @@ fn write_sysctls(cfg: &InitConfig) -> anyhow::Result<()> {
     let mut keys: Vec<&String> = sysctl.keys().collect();
     keys.sort();
     for key in keys {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, &sysctl[key])
-            .map_err(|e| anyhow::anyhow!("linux.sysctl.{key}: write {path}: {e}"))?;
+        // Through a verified procfs handle: a mount over part of /proc/sys cannot redirect the
+        // write (escape class 6).
+        let rel = format!("sys/{}", key.replace('.', "/"));
+        security::procfs::write(&rel, sysctl[key].as_bytes())
+            .map_err(|e| anyhow::anyhow!("linux.sysctl.{key}: {e}"))?;
     }
     Ok(())
 }
@@ -171,8 +191,11 @@ fn setup(
 
     // Mounts and devices, while host paths are still reachable.
     rootfs::prepare_root(&rootfs, linux.rootfs_propagation().as_deref())?;
+    // Every path inside the rootfs is resolved from this descriptor (rootfs::resolve).
+    let root = Root::open(&rootfs)
+        .map_err(|e| anyhow::anyhow!("root.path: open {}: {e}", rootfs.display()))?;
     let mounts_list = spec.mounts().clone().unwrap_or_default();
-    mounts::mount_all(&rootfs, &cfg.bundle, &mounts_list, &cfg.cgroup_mount)?;
+    mounts::mount_all(&root, &cfg.bundle, &mounts_list, &cfg.cgroup_mount)?;
     let dev_is_bind = mounts_list.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
@@ -186,18 +209,17 @@ fn setup(
         nodes.push(devices::from_spec(i, d)?);
     }
     let in_user_ns = cfg.namespaces.new_user || cfg.namespaces.joins_user();
-    devices::setup(&rootfs, &nodes, in_user_ns, dev_is_bind)?;
+    devices::setup(&root, &nodes, in_user_ns, dev_is_bind)?;
     // The working directory is created if missing, as runc does.
     let cwd = process.cwd().clone();
-    let host_cwd = secure_join(&rootfs, &cwd).map_err(|e| anyhow::anyhow!("process.cwd: {e}"))?;
-    match std::fs::metadata(&host_cwd) {
-        Ok(m) if !m.is_dir() => {
-            anyhow::bail!("process.cwd: {} is not a directory", cwd.display())
-        }
-        Ok(_) => {}
-        Err(_) => crate::utils::create_dir_all_0755(&host_cwd)
-            .map_err(|e| anyhow::anyhow!("process.cwd: create {}: {e}", cwd.display()))?,
-    }
+    root.ensure(&cwd, Kind::Dir, false)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOTDIR) => {
+                anyhow::anyhow!("process.cwd: {} is not a directory", cwd.display())
+            }
+            _ => anyhow::anyhow!("process.cwd: create {}: {e}", cwd.display()),
+        })?;
+    drop(root);
 
     if cfg.namespaces.is_private(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -224,8 +246,11 @@ fn setup(
             .map_err(|e| anyhow::anyhow!("linux.rootfsPropagation: {e}"))?;
     }
     write_sysctls(cfg)?;
-    paths::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
-    paths::masked_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    let root =
+        Root::open(Path::new("/")).map_err(|e| anyhow::anyhow!("open / after pivot_root: {e}"))?;
+    paths::readonly_paths(&root, linux.readonly_paths().as_deref().unwrap_or_default())?;
+    paths::masked_paths(&root, linux.masked_paths().as_deref().unwrap_or_default())?;
+    drop(root);
     if let Some(console) = cfg.console.take() {
         let size = process
             .console_size()
@@ -242,6 +267,8 @@ fn setup(
     }
     nix::unistd::chdir(&cwd)
         .map_err(|e| anyhow::anyhow!("process.cwd: chdir {}: {e}", cwd.display()))?;
+    // A cwd through a magic link (/proc/self/fd/N) must not land outside the root (escape class 2).
+    security::check_cwd_inside_root(&cwd)?;
 
     if let Some(adj) = process.oom_score_adj() {
         security::set_oom_score_adj(adj)?;

@@ -42,9 +42,8 @@ fn write_time_offsets(cfg: &InitConfig) -> anyhow::Result<()> {
         ));
     }
     if !text.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-            anyhow::anyhow!("linux.timeOffsets: write /proc/self/timens_offsets: {e}")
-        })?;
+        crate::security::procfs::write("self/timens_offsets", text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("linux.timeOffsets: {e}"))?;
     }
     Ok(())
 }

@@ -1,16 +1,17 @@
 //! Device nodes under the rootfs's `/dev` (config-linux.md "Devices", "Default Devices") and the
 //! standard `/dev` symlinks (runtime-linux.md "Dev symbolic links").
 
-use std::fs;
-use std::os::unix::fs::symlink;
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-use nix::unistd::{chown, Gid, Uid};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
+use nix::unistd::{fchownat, symlinkat, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
-use crate::utils::{create_dir_all_0755, secure_join};
+use super::mountfd;
+use super::resolve::{self, fd_path, Kind, Root};
 
 /// One device node to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,28 +79,29 @@ pub fn from_spec(i: usize, d: &LinuxDevice) -> anyhow::Result<DeviceNode> {
     })
 }
 
-fn create_node(rootfs: &Path, dev: &DeviceNode, bind_from_host: bool) -> anyhow::Result<()> {
-    let dest = secure_join(rootfs, Path::new(&dev.path))
-        .map_err(|e| anyhow::anyhow!("device {}: {e}", dev.path))?;
-    if let Some(parent) = dest.parent() {
-        create_dir_all_0755(parent)
-            .map_err(|e| anyhow::anyhow!("device {}: create parent: {e}", dev.path))?;
-    }
+/// Creates one node at `dev.path` inside `root`: the parent is resolved (and created) inside the
+/// root, whatever the image had at that name (a symlink included) is unlinked, and the node is made
+/// with mknodat(2) relative to the parent's descriptor, then opened without following and checked
+/// before its mode and owner are set through that descriptor.
+fn create_node(root: &Root, dev: &DeviceNode, bind_from_host: bool) -> anyhow::Result<()> {
+    let err = |what: &str, e: std::io::Error| anyhow::anyhow!("device {}: {what}: {e}", dev.path);
+    let (parent, name) = root
+        .parent_of(Path::new(&dev.path))
+        .map_err(|e| err("resolve in the rootfs", e))?;
     // A file of the image at this path is replaced.
-    if fs::symlink_metadata(&dest).is_ok() {
-        let _ = fs::remove_file(&dest);
-    }
+    resolve::unlinkat(parent.as_fd(), &name).map_err(|e| err("replace", e))?;
     if bind_from_host {
         // In a user namespace mknod is not allowed: bind the host's node instead (runc does the same).
-        fs::File::create(&dest).map_err(|e| anyhow::anyhow!("device {}: {e}", dev.path))?;
-        mount(
-            Some(Path::new(&dev.path)),
-            &dest,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
+        let target = resolve::openat_nofollow(
+            parent.as_fd(),
+            &name,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+            0o644,
         )
-        .map_err(|e| anyhow::anyhow!("device {}: bind from host: {e}", dev.path))?;
+        .map_err(|e| err("create", e))?;
+        let tree = mountfd::clone_tree(None, Path::new(&dev.path), false)
+            .map_err(|e| err("bind from host", e))?;
+        mountfd::attach(tree.as_fd(), target.as_fd()).map_err(|e| err("bind from host", e))?;
         return Ok(());
     }
     let kind = match dev.kind {
@@ -107,39 +109,49 @@ fn create_node(rootfs: &Path, dev: &DeviceNode, bind_from_host: bool) -> anyhow:
         'p' => SFlag::S_IFIFO,
         _ => SFlag::S_IFCHR,
     };
-    mknod(
-        &dest,
+    mknodat(
+        parent.as_fd(),
+        name.as_os_str(),
         kind,
         Mode::from_bits_truncate(dev.mode),
         makedev(dev.major, dev.minor),
     )
-    .map_err(|e| anyhow::anyhow!("device {}: mknod: {e}", dev.path))?;
-    // mknod is subject to the umask: set the exact mode.
+    .map_err(|e| err("mknod", e.into()))?;
+    let node = resolve::openat_nofollow(parent.as_fd(), &name, libc::O_PATH, 0)
+        .map_err(|e| err("open", e))?;
+    let st = resolve::fstat(node.as_fd()).map_err(|e| err("stat", e))?;
+    if st.st_mode & libc::S_IFMT != kind.bits() {
+        anyhow::bail!("device {}: replaced while being created", dev.path);
+    }
+    // mknod is subject to the umask: set the exact mode (through the node's descriptor).
     nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
-        &dest,
+        &fd_path(node.as_fd()),
         Mode::from_bits_truncate(dev.mode),
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
-    .map_err(|e| anyhow::anyhow!("device {}: chmod: {e}", dev.path))?;
-    chown(
-        &dest,
+    .map_err(|e| err("chmod", e.into()))?;
+    fchownat(
+        node.as_fd(),
+        "",
         Some(Uid::from_raw(dev.uid)),
         Some(Gid::from_raw(dev.gid)),
+        AtFlags::AT_EMPTY_PATH,
     )
-    .map_err(|e| anyhow::anyhow!("device {}: chown: {e}", dev.path))?;
+    .map_err(|e| err("chown", e.into()))?;
     Ok(())
 }
 
-/// Creates the default devices and `linux.devices` under `rootfs`, then the `/dev` symlinks
-/// (`fd`, `stdin`, `stdout`, `stderr`, `ptmx` -> `pts/ptmx`).
+/// Creates the default devices and `linux.devices` under `root`, then the `/dev` symlinks
+/// (`fd`, `stdin`, `stdout`, `stderr`, `core`, `ptmx` -> `pts/ptmx`), every one through descriptors
+/// resolved inside the root (see [`Root`]).
 ///
 /// `in_user_ns`: bind-mount host nodes instead of `mknod(2)` (only possible for host devices).
 /// `dev_is_bind`: the config bind-mounts `/dev` from the host; nothing is created then.
 ///
 /// Errors: a node cannot be created, named with its path.
 pub fn setup(
-    rootfs: &Path,
+    root: &Root,
     devices: &[DeviceNode],
     in_user_ns: bool,
     dev_is_bind: bool,
@@ -153,30 +165,36 @@ pub fn setup(
         all.push(d.clone());
     }
     for dev in &all {
-        create_node(rootfs, dev, in_user_ns)?;
+        create_node(root, dev, in_user_ns)?;
     }
-    let dev = secure_join(rootfs, Path::new("/dev"))?;
+    let dev = root
+        .ensure(Path::new("/dev"), Kind::Dir, false)
+        .map_err(|e| anyhow::anyhow!("/dev: resolve in the rootfs: {e}"))?;
+    let link = |name: &str, target: &str| -> anyhow::Result<()> {
+        symlinkat(target, dev.as_fd(), name)
+            .map_err(|e| anyhow::anyhow!("/dev/{name}: symlink: {e}"))
+    };
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        let link = dev.join(name);
-        if fs::symlink_metadata(&link).is_err() {
-            symlink(target, &link).map_err(|e| anyhow::anyhow!("/dev/{name}: symlink: {e}"))?;
+        if !resolve::entry_exists(dev.as_fd(), OsStr::new(name)) {
+            link(name, target)?;
         }
     }
-    if Path::new("/proc/kcore").exists() {
-        let link = dev.join("core");
-        if fs::symlink_metadata(&link).is_err() {
-            let _ = symlink("/proc/kcore", &link);
-        }
+    if Path::new("/proc/kcore").exists() && !resolve::entry_exists(dev.as_fd(), OsStr::new("core"))
+    {
+        let _ = link("core", "/proc/kcore");
     }
-    let ptmx = dev.join("ptmx");
-    if dev.join("pts").is_dir() {
-        let _ = fs::remove_file(&ptmx);
-        symlink("pts/ptmx", &ptmx).map_err(|e| anyhow::anyhow!("/dev/ptmx: symlink: {e}"))?;
+    let pts_is_dir = nix::sys::stat::fstatat(dev.as_fd(), "pts", AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .unwrap_or(false);
+    if pts_is_dir {
+        resolve::unlinkat(dev.as_fd(), OsStr::new("ptmx"))
+            .map_err(|e| anyhow::anyhow!("/dev/ptmx: replace: {e}"))?;
+        link("ptmx", "pts/ptmx")?;
     }
     Ok(())
 }

@@ -4,12 +4,18 @@
 //!
 //! Order (as runc): [`prepare_root`] (propagation of `/`, bind the rootfs onto itself) ->
 //! [`mounts::mount_all`] (`mounts` in order) -> [`devices::setup`] -> [`pivot::pivot_root`] ->
-//! [`paths::readonly_paths`] / [`paths::masked_paths`] -> [`paths::finalize`] (`root.readonly`).
+//! [`paths::readonly_paths`] / [`paths::masked_paths`] -> [`paths::readonly_root`] (`root.readonly`).
+//!
+//! Every path inside the rootfs that is mounted on, created or written through is resolved by the
+//! kernel inside the rootfs ([`resolve::Root`], openat2 `RESOLVE_IN_ROOT`) and used through the
+//! descriptor it yields ([`mountfd`]: open_tree / fsmount / move_mount), never by a path string.
 
 pub mod devices;
+pub mod mountfd;
 pub mod mounts;
 pub mod paths;
 pub mod pivot;
+pub mod resolve;
 
 use std::path::Path;
 

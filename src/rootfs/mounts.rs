@@ -1,12 +1,14 @@
 //! `mounts` of config.md: options, bind mounts, file systems, and the `cgroup` mount.
 
 use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
-use crate::utils::{create_dir_all_0755, secure_join};
+use super::mountfd;
+use super::resolve::{self, fd_path, Kind, Root};
 
 /// Mount options parsed from a config's `options` list (mount(8) words).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,68 +158,107 @@ pub fn locked_flags(path: &Path) -> MsFlags {
     out
 }
 
-fn create_target(dest: &Path, dir: bool) -> std::io::Result<()> {
-    if dir {
-        return create_dir_all_0755(dest);
-    }
-    if let Some(parent) = dest.parent() {
-        create_dir_all_0755(parent)?;
-    }
-    if fs::symlink_metadata(dest).is_err() {
-        use std::os::unix::fs::OpenOptionsExt;
-        fs::OpenOptions::new()
-            .mode(0o644)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dest)?;
-    }
-    Ok(())
-}
-
+/// mount(2) through a path the caller made (a host path, or the `/proc/self/fd/N` of a descriptor);
+/// `shown` is the destination as the config names it, for the message.
 fn do_mount(
     field: &str,
     source: Option<&Path>,
-    dest: &Path,
+    target: &Path,
+    shown: &Path,
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
 ) -> anyhow::Result<()> {
-    mount(source, dest, fstype, flags, data).map_err(|e| {
+    mount(source, target, fstype, flags, data).map_err(|e| {
         anyhow::anyhow!(
             "{field}: mount {} on {} (type {}): {e}",
             source.map(|s| s.display().to_string()).unwrap_or_default(),
-            dest.display(),
+            shown.display(),
             fstype.unwrap_or("none")
         )
     })
 }
 
-/// Bind-mounts `source` on `dest` and applies the other flags by a remount, then propagation.
-fn bind(field: &str, source: &Path, dest: &Path, o: &MountOptions) -> anyhow::Result<()> {
-    let mut flags = MsFlags::MS_BIND;
-    if o.recursive {
-        flags |= MsFlags::MS_REC;
-    }
-    do_mount(field, Some(source), dest, None, flags, None)?;
+/// Bind-mounts the host path `source` onto the object `target` holds (an `O_PATH` descriptor from
+/// [`Root`]): a detached clone of the source attached onto the descriptor, then the other flags by
+/// a remount and the propagation changes, both through the new mount's own descriptor.
+fn bind(
+    field: &str,
+    source: &Path,
+    target: BorrowedFd<'_>,
+    shown: &Path,
+    o: &MountOptions,
+) -> anyhow::Result<()> {
+    let tree = mountfd::clone_tree(None, source, o.recursive)
+        .map_err(|e| anyhow::anyhow!("{field}: bind {}: {e}", source.display()))?;
+    mountfd::attach(tree.as_fd(), target).map_err(|e| {
+        anyhow::anyhow!(
+            "{field}: bind {} on {}: {e}",
+            source.display(),
+            shown.display()
+        )
+    })?;
+    let dest = fd_path(tree.as_fd());
     let extra = o.flags - MsFlags::MS_REMOUNT;
     if !extra.is_empty() {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked_flags(dest);
-        do_mount(field, None, dest, None, flags, None)?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | locked_flags(&dest);
+        do_mount(field, None, &dest, shown, None, flags, None)?;
     }
     for p in &o.propagation {
-        do_mount(field, None, dest, None, *p, None)?;
+        do_mount(field, None, &dest, shown, None, *p, None)?;
     }
     Ok(())
 }
 
-/// Mounts every entry of `mounts` under `rootfs`, in order. Runs in the init process's mount
+/// `PROC_SUPER_MAGIC` and `SYSFS_MAGIC` (statfs(2)).
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// The file-system magic a mount of type `typ` must show, for the types whose mount point must be
+/// a real directory (escape class 4 of issue 6, as runc 1.1.12+).
+fn required_magic(typ: &str) -> Option<i64> {
+    match typ {
+        "proc" => Some(PROC_SUPER_MAGIC),
+        "sysfs" => Some(SYSFS_MAGIC),
+        _ => None,
+    }
+}
+
+/// Resolves (creating it if missing) `mounts[i].destination` inside the root.
+fn destination(
+    root: &Root,
+    field: &str,
+    dest: &Path,
+    kind: Kind,
+    no_symlinks: bool,
+) -> anyhow::Result<OwnedFd> {
+    root.ensure(dest, kind, no_symlinks)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if no_symlinks => anyhow::anyhow!(
+            "{field}.destination: {} is a symlink or passes through one; this file system must be \
+             mounted on a real directory of the rootfs",
+            dest.display()
+        ),
+            Some(libc::ENOTDIR) => anyhow::anyhow!(
+                "{field}.destination: {} (in the rootfs): a component is not a directory",
+                dest.display()
+            ),
+            _ => anyhow::anyhow!(
+                "{field}.destination: resolve {} in the rootfs: {e}",
+                dest.display()
+            ),
+        })
+}
+
+/// Mounts every entry of `mounts` under `root`, in order. Runs in the init process's mount
 /// namespace before `pivot_root`, so bind sources are host paths; relative bind sources are taken
-/// from `bundle`.
+/// from `bundle`. Each destination is resolved inside the rootfs by [`Root::ensure`] and mounted
+/// onto through its descriptor; `proc` and `sysfs` must go onto a real directory (no symlink in
+/// the path) and are checked to be procfs / sysfs before they are attached.
 ///
 /// Errors: the first mount that fails, named as `mounts[i]`.
 pub fn mount_all(
-    rootfs: &Path,
+    root: &Root,
     bundle: &Path,
     mounts: &[Mount],
     cgroup: &CgroupMount,
@@ -226,8 +267,7 @@ pub fn mount_all(
         let field = format!("mounts[{i}]");
         let o = parse_options(m.options().as_deref().unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("{field}.options: {e}"))?;
-        let dest = secure_join(rootfs, m.destination())
-            .map_err(|e| anyhow::anyhow!("{field}.destination: {e}"))?;
+        let shown = m.destination().as_path();
         let typ = m.typ().as_deref().unwrap_or("");
         if o.bind || typ == "bind" {
             let source = m
@@ -241,34 +281,77 @@ pub fn mount_all(
             };
             let meta = fs::metadata(&source)
                 .map_err(|e| anyhow::anyhow!("{field}.source: {}: {e}", source.display()))?;
-            create_target(&dest, meta.is_dir()).map_err(|e| {
-                anyhow::anyhow!("{field}.destination: create {}: {e}", dest.display())
-            })?;
-            bind(&field, &source, &dest, &o)?;
+            let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+            let dest = destination(root, &field, shown, kind, false)?;
+            bind(&field, &source, dest.as_fd(), shown, &o)?;
             continue;
         }
         if typ == "cgroup" || typ == "cgroup2" {
-            create_target(&dest, true).map_err(|e| {
-                anyhow::anyhow!("{field}.destination: create {}: {e}", dest.display())
-            })?;
-            mount_cgroup(&field, &dest, &o, cgroup)?;
+            let dest = destination(root, &field, shown, Kind::Dir, false)?;
+            mount_cgroup(&field, dest.as_fd(), shown, &o, cgroup)?;
             continue;
         }
-        create_target(&dest, true)
-            .map_err(|e| anyhow::anyhow!("{field}.destination: create {}: {e}", dest.display()))?;
-        let data = o.data.join(",");
-        let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-        let flags = o.flags;
-        do_mount(
-            &field,
-            Some(&source),
-            &dest,
-            Some(typ),
-            flags,
-            (!data.is_empty()).then_some(data.as_str()),
-        )?;
+        let magic = required_magic(typ);
+        let dest = destination(root, &field, shown, Kind::Dir, magic.is_some())?;
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| typ.to_string());
+        if o.flags.contains(MsFlags::MS_REMOUNT) {
+            // A remount changes the mount already at the destination, reached through its fd.
+            let data = o.data.join(",");
+            do_mount(
+                &field,
+                Some(Path::new(&source)),
+                &fd_path(dest.as_fd()),
+                shown,
+                Some(typ),
+                o.flags,
+                (!data.is_empty()).then_some(data.as_str()),
+            )?;
+            continue;
+        }
+        let mnt = match mountfd::new_fs(typ, &source, o.flags, &o.data) {
+            // sysfs can be made only by the owner of the network namespace: in a user namespace
+            // without its own netns (rootless) that fails with EPERM; bind the host's /sys instead
+            // with the same flags, as runc and crun do.
+            Err(e) if typ == "sysfs" && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                let bo = MountOptions {
+                    flags: o.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    bind: true,
+                    recursive: true,
+                    propagation: o.propagation.clone(),
+                    data: Vec::new(),
+                };
+                bind(&field, Path::new("/sys"), dest.as_fd(), shown, &bo)?;
+                continue;
+            }
+            r => r.map_err(|e| {
+                anyhow::anyhow!(
+                    "{field}: mount {source} on {} (type {typ}): {e}",
+                    shown.display()
+                )
+            })?,
+        };
+        if let Some(want) = magic {
+            let got = mountfd::fs_magic(mnt.as_fd())
+                .map_err(|e| anyhow::anyhow!("{field}: fstatfs of the new {typ} mount: {e}"))?;
+            if got != want {
+                anyhow::bail!(
+                    "{field}: the new mount of type {typ} is not {typ} (magic {got:#x}); refused"
+                );
+            }
+        }
+        mountfd::attach(mnt.as_fd(), dest.as_fd()).map_err(|e| {
+            anyhow::anyhow!(
+                "{field}: mount {source} on {} (type {typ}): {e}",
+                shown.display()
+            )
+        })?;
+        let attached = fd_path(mnt.as_fd());
         for p in &o.propagation {
-            do_mount(&field, None, &dest, None, *p, None)?;
+            do_mount(&field, None, &attached, shown, None, *p, None)?;
         }
     }
     Ok(())
@@ -276,24 +359,23 @@ pub fn mount_all(
 
 fn mount_cgroup(
     field: &str,
-    dest: &Path,
+    dest: BorrowedFd<'_>,
+    shown: &Path,
     o: &MountOptions,
     cgroup: &CgroupMount,
 ) -> anyhow::Result<()> {
     let ro = o.flags.contains(MsFlags::MS_RDONLY);
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let fail = |what: &str, e: std::io::Error| {
+        anyhow::anyhow!("{field}: {what} on {}: {e}", shown.display())
+    };
     match cgroup {
         CgroupMount::None => Ok(()),
         CgroupMount::V2 { dir, new_ns } => {
             if *new_ns {
-                do_mount(
-                    field,
-                    Some(Path::new("cgroup2")),
-                    dest,
-                    Some("cgroup2"),
-                    o.flags | base,
-                    None,
-                )
+                let mnt = mountfd::new_fs("cgroup2", "cgroup2", o.flags | base, &[])
+                    .map_err(|e| fail("mount cgroup2", e))?;
+                mountfd::attach(mnt.as_fd(), dest).map_err(|e| fail("mount cgroup2", e))
             } else {
                 let bo = MountOptions {
                     flags: o.flags | base,
@@ -301,18 +383,13 @@ fn mount_cgroup(
                     recursive: true,
                     ..Default::default()
                 };
-                bind(field, dir, dest, &bo)
+                bind(field, dir, dest, shown, &bo)
             }
         }
         CgroupMount::V1 { hierarchies } => {
-            do_mount(
-                field,
-                Some(Path::new("tmpfs")),
-                dest,
-                Some("tmpfs"),
-                base,
-                Some("mode=755"),
-            )?;
+            let tmpfs = mountfd::new_fs("tmpfs", "tmpfs", base, &["mode=755".to_string()])
+                .map_err(|e| fail("mount tmpfs", e))?;
+            mountfd::attach(tmpfs.as_fd(), dest).map_err(|e| fail("mount tmpfs", e))?;
             let bo = MountOptions {
                 flags: base
                     | if ro {
@@ -325,18 +402,30 @@ fn mount_cgroup(
                 ..Default::default()
             };
             for (name, dir) in hierarchies {
-                let target = dest.join(name);
-                create_dir_all_0755(&target)
-                    .map_err(|e| anyhow::anyhow!("{field}: create {}: {e}", target.display()))?;
+                let sub_shown = shown.join(name);
+                let name = std::ffi::OsStr::new(name);
+                match resolve::mkdirat(tmpfs.as_fd(), name, resolve::DIR_MODE) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(fail(&format!("create {}", sub_shown.display()), e)),
+                }
+                let sub = resolve::openat_nofollow(
+                    tmpfs.as_fd(),
+                    name,
+                    libc::O_PATH | libc::O_DIRECTORY,
+                    0,
+                )
+                .map_err(|e| fail(&format!("open {}", sub_shown.display()), e))?;
                 if dir.is_dir() {
-                    bind(field, dir, &target, &bo)?;
+                    bind(field, dir, sub.as_fd(), &sub_shown, &bo)?;
                 }
             }
             if ro {
                 do_mount(
                     field,
                     None,
-                    dest,
+                    &fd_path(tmpfs.as_fd()),
+                    shown,
                     None,
                     MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
                     Some("mode=755"),

@@ -4,6 +4,8 @@
 //! `linux.seccomp` is in [`seccomp`]. AppArmor and SELinux are refused by config validation until they
 //! are built, so that no container runs with less confinement than its config asks for.
 
+pub mod exe;
+pub mod procfs;
 pub mod seccomp;
 
 use std::collections::HashSet;
@@ -63,11 +65,13 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `process.oomScoreAdj` to `/proc/self/oom_score_adj`.
+/// Writes `process.oomScoreAdj` to `/proc/self/oom_score_adj`, through the checked procfs handle of
+/// [`procfs::write`].
 ///
-/// Errors: the write fails (a negative value needs CAP_SYS_RESOURCE).
+/// Errors: the write fails (a negative value needs CAP_SYS_RESOURCE), or `/proc` is not a procfs
+/// mount (or something is mounted over the file).
 pub fn set_oom_score_adj(value: i32) -> anyhow::Result<()> {
-    std::fs::write("/proc/self/oom_score_adj", value.to_string())
+    procfs::write("self/oom_score_adj", value.to_string().as_bytes())
         .map_err(|e| anyhow::anyhow!("process.oomScoreAdj: set {value}: {e}"))
 }
 
@@ -222,7 +226,7 @@ pub fn finalize(process: &Process) -> anyhow::Result<()> {
 /// Errors: close_range(2) fails.
 pub fn mark_fds_cloexec(preserve_fds: u32) -> anyhow::Result<()> {
     // No fd can reach fs.nr_open, so a huge --preserve-fds neither overflows nor loops for ages.
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+    let nr_open = procfs::read_to_string("sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(1 << 20);
@@ -242,6 +246,99 @@ pub fn mark_fds_cloexec(preserve_fds: u32) -> anyhow::Result<()> {
     for fd in 3..first {
         // SAFETY: F_SETFD on an fd number; a closed fd just yields EBADF, which is ignored.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// Closes every fd from `first` up (the workload's configured fds are 0..first) except those in
+/// `keep`, for a workload that never `execve`s (a Wasm guest runs in amphi's own process, so
+/// close-on-exec does not help): no fd that amphi opened or inherited from its caller stays open in
+/// the container's pid 1. Uses close_range(2); when a seccomp filter denies it, closes the fds one by
+/// one, up to the highest fd number the `RLIMIT_NOFILE` soft limit allows (at most 2^20).
+///
+/// Logging is switched off first ([`log::set_max_level`]): the log file's fd is closed too, and a
+/// later log line must not land in whatever file reuses its number.
+///
+/// Errors: none are fatal; fds that are already closed are skipped.
+pub fn close_fds_except(first: u32, keep: &[std::os::fd::RawFd]) {
+    log::set_max_level(log::LevelFilter::Off);
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|k| **k >= 0 && (**k as u32) >= first)
+        .map(|k| *k as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::new();
+    let mut lo = first;
+    for k in &keep {
+        if *k > lo {
+            ranges.push((lo, *k - 1));
+        }
+        lo = k.saturating_add(1);
+    }
+    ranges.push((lo, u32::MAX));
+    for (a, b) in ranges {
+        // SAFETY: close_range closes fds of this process only; nothing in this process uses them
+        // afterwards (the callers keep the ones they still need in `keep`).
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, a, b, 0) };
+        if rc == 0 {
+            continue;
+        }
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit struct into `lim`.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        let top = (lim.rlim_cur.min(1 << 20) as u32).min(b.saturating_add(1));
+        for fd in a..top {
+            // SAFETY: as above; a closed fd number yields EBADF, which is ignored.
+            unsafe { libc::close(fd as i32) };
+        }
+    }
+}
+
+/// Checks that the current working directory is reachable from the process's root directory, right
+/// after `chdir(process.cwd)` (CVE-2024-21626: a `cwd` such as `/proc/self/fd/N` naming an fd that
+/// points at a host directory would otherwise leave the workload with a working directory outside
+/// the container). getcwd(2) reports a directory outside the root as `(unreachable)/...`.
+///
+/// Errors: the working directory is outside the root, or getcwd(2) fails; the message names
+/// `process.cwd`.
+pub fn check_cwd_inside_root(cwd: &std::path::Path) -> anyhow::Result<()> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: the raw getcwd syscall writes at most `buf.len()` bytes into `buf`.
+    let rc = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!(
+            "process.cwd: {}: cannot tell where the working directory is: {e}",
+            cwd.display()
+        );
+    }
+    if buf.first() != Some(&b'/') {
+        anyhow::bail!(
+            "process.cwd: {} resolves to a directory outside the container's root",
+            cwd.display()
+        );
+    }
+    Ok(())
+}
+
+/// Makes the calling process non-dumpable (prctl(2) `PR_SET_DUMPABLE` 0) so that processes of the
+/// container without CAP_SYS_PTRACE in the host's user namespace cannot open its `/proc/<pid>/`
+/// files (`exe`, `mem`, `fd/`, `environ`); for processes that stay amphi's image (init waiting for
+/// `start`, a Wasm guest's pid 1). An `execve` of the workload makes it dumpable again, as usual.
+///
+/// Errors: the prctl fails.
+pub fn set_non_dumpable() -> anyhow::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        anyhow::bail!(
+            "prctl(PR_SET_DUMPABLE, 0): {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
