@@ -2,7 +2,7 @@
 //!
 //! The crate is laid out as `DESIGN.md` sketches: [`cli`] turns flags into calls of [`container`],
 //! which drives the create pipeline of [`process`] (parent -> intermediate -> init) over [`bundle`],
-//! [`namespaces`], [`user_ns`], [`rootfs`], [`cgroups`] and [`security`], and hands the last step to an
+//! [`namespaces`], [`user_ns`], [`rootfs`], [`cgroups`] and [`security`] ([`rootless`] for unprivileged callers), and hands the last step to an
 //! executor of the `amphi-executors` crate.
 
 pub mod bundle;
@@ -14,6 +14,7 @@ pub mod logging;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod rootless;
 pub mod security;
 pub mod tty;
 pub mod user_ns;

@@ -55,6 +55,7 @@ impl CreateFlags {
             systemd_cgroup: g.systemd_cgroup,
             invoked_as: g.invoked_as.clone(),
             wasm_cache_dir: g.wasm_cache_dir.clone(),
+            rootless: g.rootless_mode,
         })
     }
 }

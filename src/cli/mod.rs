@@ -29,9 +29,10 @@ pub const DEFAULT_ROOT: &str = "/run/amphi";
 #[derive(Debug, Parser)]
 #[command(name = "amphi", disable_version_flag = true, args_override_self = true)]
 pub struct Cli {
-    /// Root directory for storage of container state (this should be located in tmpfs).
-    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
-    pub root: PathBuf,
+    /// Root directory for storage of container state (this should be located in tmpfs) [default:
+    /// /run/amphi for root, $XDG_RUNTIME_DIR/amphi for other users].
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Set the log file to write amphi logs to (default is stderr).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -44,15 +45,17 @@ pub struct Cli {
     /// Enable systemd cgroup support (cgroupsPath as slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
-    /// Ignore cgroup permission errors ('true', 'false', or 'auto'); accepted for engines.
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto': rootless when not root or inside a
+    /// user namespace).
     #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = ["true", "false", "auto"])]
     pub rootless: Option<String>,
     /// Accepted for runc compatibility: criu path.
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
-    /// Directory of the compiled-Wasm (AOT) cache.
-    #[arg(long = "wasm-cache-dir", global = true, env = "AMPHI_WASM_CACHE_DIR", default_value = amphi_executors::wasm::cache::DEFAULT_DIR)]
-    pub wasm_cache_dir: PathBuf,
+    /// Directory of the compiled-Wasm (AOT) cache [default: /var/lib/amphi/wasm-cache for root,
+    /// $XDG_CACHE_HOME/amphi/wasm-cache (~/.cache/amphi/wasm-cache) for other users].
+    #[arg(long = "wasm-cache-dir", global = true, env = "AMPHI_WASM_CACHE_DIR")]
+    pub wasm_cache_dir: Option<PathBuf>,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -124,7 +127,11 @@ pub struct Global {
     pub invoked_as: String,
     /// `--rootless` given as `true` (for `spec`).
     pub rootless: bool,
-    /// `--wasm-cache-dir`.
+    /// The effective rootless mode (`--rootless`, `auto` by default: not root, or in a user
+    /// namespace): cgroups are used only when delegated.
+    pub rootless_mode: bool,
+    /// `--wasm-cache-dir`, or the caller's default (see [`crate::rootless::default_wasm_cache_dir`]);
+    /// empty when there is none (no cache is used).
     pub wasm_cache_dir: PathBuf,
 }
 
@@ -176,12 +183,52 @@ pub fn main() -> i32 {
         eprintln!("amphi: a subcommand is required (see amphi --help)");
         return 1;
     };
+    // Escape class 1 (CVE-2019-5736): the processes of these subcommands enter containers, and must
+    // run from an image that no container can write.
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        if let Err(e) = crate::security::exe::ensure_protected() {
+            let msg = format!("{e:#}");
+            log::error!("{msg}");
+            if cli.log.is_some() {
+                eprintln!("amphi: {msg}");
+            }
+            return 1;
+        }
+    }
+    let root = match cli.root.clone() {
+        Some(r) => r,
+        None => match crate::rootless::default_state_root().and_then(|r| {
+            if !matches!(command, Command::Spec(_) | Command::Features(_)) {
+                crate::rootless::prepare_default_root(&r)?;
+            }
+            Ok(r)
+        }) {
+            Ok(r) => r,
+            Err(e) if !matches!(command, Command::Spec(_) | Command::Features(_)) => {
+                let msg = format!("{e:#}");
+                log::error!("{msg}");
+                if cli.log.is_some() {
+                    eprintln!("amphi: {msg}");
+                }
+                return 1;
+            }
+            Err(_) => PathBuf::from(DEFAULT_ROOT),
+        },
+    };
     let g = Global {
-        root: cli.root.clone(),
+        root,
         systemd_cgroup: cli.systemd_cgroup,
         invoked_as,
         rootless: cli.rootless.as_deref() == Some("true"),
-        wasm_cache_dir: cli.wasm_cache_dir.clone(),
+        rootless_mode: crate::rootless::is_rootless(cli.rootless.as_deref()),
+        wasm_cache_dir: cli
+            .wasm_cache_dir
+            .clone()
+            .or_else(crate::rootless::default_wasm_cache_dir)
+            .unwrap_or_default(),
     };
     let result = match command {
         Command::Create(a) => create::run(&g, a),

@@ -1,6 +1,6 @@
 //! `amphi spec` (runc-spec(8)): write a starter config.json.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use oci_spec::runtime::{Linux, Process, Spec};
@@ -23,18 +23,38 @@ pub fn starter_spec(rootless: bool) -> Spec {
     spec.set_hostname(Some("amphi".to_string()));
     let mut process = Process::default();
     process.set_terminal(Some(true));
+    // No inheritable or ambient capabilities by default (CVE-2022-29162; issue 6, escape class 7):
+    // oci-spec's default process has them; runc's template has no inheritable set.
+    if let Some(mut caps) = process.capabilities().clone() {
+        caps.set_inheritable(None);
+        caps.set_ambient(None);
+        process.set_capabilities(Some(caps));
+    }
     spec.set_process(Some(process));
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         spec.set_linux(Some(Linux::rootless(uid, gid)));
-        // Without a network namespace sysfs cannot be mounted: bind the host's read-only instead.
+        // As runc's `spec --rootless` (specconv.ToRootless): no network namespace, so sysfs cannot be
+        // mounted: bind the host's read-only instead, and drop the other mounts under /sys (the
+        // cgroup mount); no `uid=`/`gid=` mount options (gid 5 is not mapped); no resources.
         if let Some(mounts) = spec.mounts().clone() {
             let mounts = mounts
                 .into_iter()
-                .filter(|m| m.typ().as_deref() != Some("cgroup"))
+                .filter(|m| {
+                    m.typ().as_deref() != Some("cgroup")
+                        && (m.destination() == Path::new("/sys")
+                            || !m.destination().starts_with("/sys"))
+                })
                 .map(|mut m| {
-                    if m.destination() == &PathBuf::from("/sys") {
+                    if let Some(opts) = m.options().clone() {
+                        m.set_options(Some(
+                            opts.into_iter()
+                                .filter(|o| !o.starts_with("uid=") && !o.starts_with("gid="))
+                                .collect(),
+                        ));
+                    }
+                    if m.destination() == Path::new("/sys") {
                         m.set_typ(Some("bind".into()));
                         m.set_source(Some("/sys".into()));
                         m.set_options(Some(

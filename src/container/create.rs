@@ -49,6 +49,9 @@ pub struct CreateOptions {
     pub invoked_as: String,
     /// The directory of the Wasm AOT cache.
     pub wasm_cache_dir: PathBuf,
+    /// Rootless mode (`--rootless`): a user namespace is required, and a cgroup is used only when
+    /// delegated (see [`crate::rootless::cgroup_plan`]).
+    pub rootless: bool,
 }
 
 /// A created container, still locked by the creating command.
@@ -199,6 +202,12 @@ fn create_in(
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("linux: missing"))?;
     let plan = NamespacePlan::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
+    if opts.rootless && !nix::unistd::geteuid().is_root() && !(plan.new_user || plan.joins_user()) {
+        anyhow::bail!(
+            "linux.namespaces: a rootless container needs a user namespace (with uidMappings and \
+             gidMappings for the calling user; `amphi spec --rootless` writes such a config)"
+        );
+    }
 
     let cg_path = resolve_path(
         linux.cgroups_path().as_deref(),
@@ -215,11 +224,23 @@ fn create_in(
             busy.len()
         );
     }
-    cg.create(Some(&crate::cgroups::with_linux_devices(
-        linux.resources().as_ref(),
-        linux.devices().as_deref().unwrap_or_default(),
-    )))?;
-    state.cgroup_path = Some(cg_path);
+    let use_cgroup = !opts.rootless
+        || crate::rootless::cgroup_plan(
+            &cg_path,
+            &cg.dirs(),
+            linux
+                .cgroups_path()
+                .as_ref()
+                .is_some_and(|p| !p.as_os_str().is_empty()),
+            linux.resources().as_ref(),
+        )? == crate::rootless::CgroupPlan::Delegated;
+    if use_cgroup {
+        cg.create(Some(&crate::cgroups::with_linux_devices(
+            linux.resources().as_ref(),
+            linux.devices().as_deref().unwrap_or_default(),
+        )))?;
+        state.cgroup_path = Some(cg_path);
+    }
 
     let result = (|| -> anyhow::Result<i32> {
         let start_listener = bind_start_socket(dir)?;
@@ -227,9 +248,17 @@ fn create_in(
             spec: spec.clone(),
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
-            cgroup_mount: cgroup_mount(&cg, &plan),
+            cgroup_mount: if use_cgroup {
+                cgroup_mount(&cg, &plan)
+            } else {
+                CgroupMount::None
+            },
             namespaces: plan,
-            cgroup: Some(ContainerCgroup::open(cg.path())?),
+            cgroup: if use_cgroup {
+                Some(ContainerCgroup::open(cg.path())?)
+            } else {
+                None
+            },
             console,
             start_listener,
             preserve_fds: opts.preserve_fds.saturating_add(opts.listen_fds),
@@ -277,8 +306,10 @@ fn create_in(
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        if let Err(ce) = cg.destroy() {
-            log::warn!("cleanup after failed create: {ce:#}");
+        if use_cgroup {
+            if let Err(ce) = cg.destroy() {
+                log::warn!("cleanup after failed create: {ce:#}");
+            }
         }
         if let Some(p) = &opts.pid_file {
             if state.pid > 0 {

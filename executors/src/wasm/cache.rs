@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The default cache directory (root).
+/// The default cache directory for root. Other users default to `$XDG_CACHE_HOME/amphi/wasm-cache`
+/// (`~/.cache/amphi/wasm-cache`), chosen by the CLI.
 pub const DEFAULT_DIR: &str = "/var/lib/amphi/wasm-cache";
 
 /// Lower-case hex of `bytes`.
@@ -44,7 +45,8 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache in `dir` (created 0700 when first written).
+    /// A cache in `dir` (created 0700 when first written). An empty `dir` (a caller without a cache
+    /// directory) disables the cache: nothing is read or written, never the current directory.
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
         Cache { dir: dir.into() }
     }
@@ -64,6 +66,9 @@ impl Cache {
 
     /// The artefact of `key` when present and intact (its digest matches), else `None`.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        if self.dir.as_os_str().is_empty() {
+            return None;
+        }
         let data = std::fs::read(self.artefact(key)).ok()?;
         let want = std::fs::read_to_string(self.digest(key)).ok()?;
         if sha256_hex(&data) == want.trim() {
@@ -78,6 +83,9 @@ impl Cache {
     ///
     /// Errors: the directory cannot be created or written.
     pub fn put(&self, key: &str, artefact: &[u8]) -> std::io::Result<()> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(());
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
