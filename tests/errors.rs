@@ -293,3 +293,17 @@ fn second_create_with_same_id_leaves_first_alone() {
     assert_eq!(st["status"], "running");
     assert_eq!(st["pid"], pid);
 }
+
+/// Engines classify a runtime's error by runc's wording: podman 4.3 reports "executable file not found
+/// in" as "command not found" (exit status 127) and "permission denied" as exit status 126 (libpod
+/// oci_util.go). Found by tests/e2e/podman.sh (issue 7).
+#[test]
+fn missing_or_non_executable_command_uses_runc_wording() {
+    let b = Bundle::new("e-runcword", &["no-such-cmd-abc"]);
+    create_rejected(
+        &b,
+        &["no-such-cmd-abc", "executable file not found in $PATH"],
+    );
+    let b = Bundle::new("e-noexecbit", &["/etc/passwd"]);
+    create_rejected(&b, &["/etc/passwd", "permission denied"]);
+}

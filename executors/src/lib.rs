@@ -31,9 +31,11 @@ pub enum ExecutorError {
     /// entry).
     #[error("process.args: must contain at least one entry")]
     EmptyArgs,
-    /// The executable named by `process.args[0]` was not found inside the container.
+    /// The executable named by `process.args[0]` was not found inside the container. The message keeps
+    /// runc's wording "executable file not found in $PATH": podman matches it to report "command not
+    /// found" (exit status 127).
     #[error(
-        "process.args[0]: executable file {name:?} not found in $PATH ({path}) of the container"
+        "process.args[0]: {name:?}: executable file not found in $PATH ({path}) of the container"
     )]
     NotFound {
         /// `args[0]` as given.

@@ -44,7 +44,8 @@ fn check_executable(path: &Path) -> Result<(), String> {
         return Err("not a regular file".into());
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err("no execute permission".into());
+        // runc's wording: podman matches "permission denied" to report exit status 126.
+        return Err("permission denied (no execute permission)".into());
     }
     Ok(())
 }
