@@ -1,11 +1,9 @@
-//! Small helpers shared by the pipeline: path resolution inside a root, atomic writes, process
-//! identity.
+//! Small helpers shared by the pipeline: atomic writes, process identity. (Paths inside a rootfs
+//! are resolved by `rootfs::resolve`.)
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
-pub use amphi_executors::path::secure_join;
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory, fsync-free rename.
 /// Mode of a new file: `mode`.
@@ -33,18 +31,6 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-/// Creates `path` and its missing parents with mode 0755, as runc does for the directories it makes
-/// in a rootfs (init runs with umask 0, where `create_dir_all` would make them world-writable).
-///
-/// Errors: a component cannot be created.
-pub fn create_dir_all_0755(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(path)
 }
 
 /// Start time of process `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22), and its state

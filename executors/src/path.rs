@@ -11,8 +11,9 @@ const MAX_SYMLINKS: usize = 255;
 /// the way (absolute or relative) are followed inside `root`. Components that do not exist are kept
 /// as they are. The result always lies under `root`.
 ///
-/// This is the lexical check that every mount destination, device path and masked path of the
-/// pipeline goes through before the runtime creates or mounts anything there.
+/// Used host-side to *read* (locate the workload binary before create). It checks names, not
+/// objects, so it must not guard a mount or a write: the runtime resolves those with openat2
+/// `RESOLVE_IN_ROOT` and uses the descriptor (`amphi::rootfs::resolve`).
 ///
 /// Errors: more than 255 symlinks, or a symlink that cannot be read.
 pub fn secure_join(root: &Path, unsafe_path: &Path) -> std::io::Result<PathBuf> {
