@@ -90,18 +90,7 @@ pub fn setup_console(
     if let Some((rows, cols)) = size {
         set_winsize(slave.as_fd(), rows, cols);
     }
-    // Console bound at /dev/console, as runc does.
-    let console = Path::new("/dev/console");
-    if std::fs::symlink_metadata(console).is_err() {
-        let _ = std::fs::File::create(console);
-    }
-    let _ = nix::mount::mount(
-        Some(Path::new(&name)),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    );
+    bind_console(Path::new(&name))?;
     send_fd(socket, "/dev/ptmx", master.as_fd())?;
     drop(master);
     // SAFETY: TIOCSCTTY takes an integer argument; `slave` is an open terminal fd.
@@ -161,4 +150,44 @@ pub fn make_raw(fd: BorrowedFd<'_>) -> Option<nix::sys::termios::Termios> {
 /// Restores terminal settings saved by [`make_raw`].
 pub fn restore(fd: BorrowedFd<'_>, saved: &nix::sys::termios::Termios) {
     let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, saved);
+}
+
+/// Binds the pty slave `slave` (a `/dev/pts/N` path) at `/dev/console` of the container, as runc does,
+/// after `pivot_root`. `/dev/console` is created as an empty file when missing, resolved inside the
+/// container's root with no symlink allowed in any component, and the bind mount is attached through
+/// descriptors (open_tree + move_mount): a `/dev/console` symlink to, say, a procfs file must not
+/// receive the mount (runc CVE-2025-52565).
+///
+/// Errors: `/dev/console` (or `/dev`) is a symlink, or is not a regular file or character device.
+/// A failing bind itself is only logged, as before (a read-only `/dev` in the image).
+fn bind_console(slave: &Path) -> anyhow::Result<()> {
+    use crate::rootfs::mountfd;
+    use crate::rootfs::resolve::{fstat, Kind, Root};
+    let refuse = |why: String| anyhow::anyhow!("process.terminal: /dev/console: {why}");
+    let root = Root::open(Path::new("/")).map_err(|e| refuse(format!("open /: {e}")))?;
+    let target = match root.ensure(Path::new("/dev/console"), Kind::File, true) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refuse("is a symlink (refused)".into()))
+        }
+        Err(e) => {
+            log::debug!("/dev/console: {e}; no console bind");
+            return Ok(());
+        }
+    };
+    let st = fstat(target.as_fd()).map_err(|e| refuse(format!("fstat: {e}")))?;
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        return Err(refuse(format!(
+            "is neither a regular file nor a character device (mode {:o})",
+            st.st_mode
+        )));
+    }
+    match mountfd::clone_tree(None, slave, false)
+        .and_then(|mnt| mountfd::attach(mnt.as_fd(), target.as_fd()))
+    {
+        Ok(()) => {}
+        Err(e) => log::debug!("bind {} at /dev/console: {e}", slave.display()),
+    }
+    Ok(())
 }

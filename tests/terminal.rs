@@ -341,3 +341,51 @@ fn run_with_terminal_and_non_tty_stdio() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("IS_A_TTY"), "stdout: {text:?}");
 }
+
+/// `/dev/console` that is a symlink in an image whose `/dev` is not a tmpfs (no `/dev` mount in the
+/// config) must not receive the pty's bind mount (runc CVE-2025-52565): create fails naming it, and
+/// the symlink's target is untouched.
+#[test]
+fn dev_console_symlink_is_refused() {
+    let mut b = Bundle::new("consolelink", &["true"]);
+    b.config["process"]["terminal"] = json!(true);
+    let mounts: Vec<serde_json::Value> = b.config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destination"] != "/dev")
+        .cloned()
+        .collect();
+    b.config["mounts"] = json!(mounts);
+    let rootfs = b.rootfs();
+    std::fs::write(rootfs.join("tmp/console-target"), "canary\n").unwrap();
+    std::os::unix::fs::symlink("/tmp/console-target", rootfs.join("dev/console")).unwrap();
+    let sock_path = b.dir.join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    b.write_config();
+    let out = b.amphi(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        &b.id,
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "create must fail: {err}");
+    assert!(
+        err.contains("/dev/console") && err.contains("symlink"),
+        "error must name /dev/console and the symlink: {err}"
+    );
+    assert_nothing_left(&b);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("tmp/console-target")).unwrap(),
+        "canary\n"
+    );
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains("console-target"),
+        "a mount landed on the symlink's target"
+    );
+}
