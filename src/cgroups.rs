@@ -293,33 +293,7 @@ impl ContainerCgroup {
         &self,
         rules: &[oci_spec::runtime::LinuxDeviceCgroup],
     ) -> anyhow::Result<()> {
-        for (i, r) in rules.iter().enumerate() {
-            if r.access().as_deref() == Some("") {
-                anyhow::bail!("linux.resources.devices[{i}].access: empty (use r, w and m)");
-            }
-            for (what, n) in [("major", r.major()), ("minor", r.minor())] {
-                if n.is_some_and(|n| n < -1) {
-                    anyhow::bail!(
-                        "linux.resources.devices[{i}].{what}: {} is negative (-1 or absent means all)",
-                        n.unwrap_or_default()
-                    );
-                }
-            }
-        }
-        let mut lines: Vec<(bool, String)> =
-            rules.iter().map(|r| (r.allow(), device_rule(r))).collect();
-        lines.extend(DEFAULT_ALLOWED.iter().map(|l| (true, l.to_string())));
-        let mut bpf_rules = Vec::with_capacity(lines.len());
-        for (i, (allow, line)) in lines.iter().enumerate() {
-            let r = devices_bpf::parse_rule(*allow, line).map_err(|e| {
-                if i < rules.len() {
-                    anyhow::anyhow!("linux.resources.devices[{i}]: {e}")
-                } else {
-                    e
-                }
-            })?;
-            bpf_rules.push(r);
-        }
+        let (lines, bpf_rules) = device_rules(rules)?;
         if let Some(dir) = self
             .controller_dir("devices")
             .filter(|_| !self.manager.v2())
@@ -595,6 +569,9 @@ fn zero_means_unset(res: &mut LinuxResources) {
 pub fn check_resources_json(v: &serde_json::Value) -> Option<crate::bundle::ConfigError> {
     const U16: u64 = u16::MAX as u64;
     let res = v.pointer("/linux/resources")?;
+    if let Some(e) = check_devices_json(res) {
+        return Some(e);
+    }
     let mut fields: Vec<(String, &serde_json::Value, u64)> = Vec::new();
     for (f, max) in [
         ("blockIO.weight", U16),
@@ -627,6 +604,81 @@ pub fn check_resources_json(v: &serde_json::Value) -> Option<crate::bundle::Conf
             problem: format!("{n} is not an integer from 0 to {max}"),
         })
     })
+}
+
+/// Names the field of a `linux.resources.devices` entry of the wrong JSON type (`type` not one of
+/// `a b c u p`, a `major`/`minor` that is not an integer, `access` not a string, `allow` not a
+/// boolean), which serde reports only by line and column; `res` is `linux.resources`.
+fn check_devices_json(res: &serde_json::Value) -> Option<crate::bundle::ConfigError> {
+    let list = res.get("devices")?.as_array()?;
+    for (i, d) in list.iter().enumerate() {
+        let bad = |k: &str, problem: &str| {
+            Some(crate::bundle::ConfigError {
+                field: format!("linux.resources.devices[{i}].{k}"),
+                problem: format!("{} {problem}", d[k]),
+            })
+        };
+        let given = |k: &str| d.get(k).is_some_and(|x| !x.is_null());
+        if given("type")
+            && !d["type"]
+                .as_str()
+                .is_some_and(|t| ["a", "b", "c", "u", "p"].contains(&t))
+        {
+            return bad("type", "is not \"a\", \"b\", \"c\", \"u\" or \"p\"");
+        }
+        for k in ["major", "minor"] {
+            if given(k) && d[k].as_i64().is_none() {
+                return bad(k, "is not an integer");
+            }
+        }
+        if given("access") && !d["access"].is_string() {
+            return bad("access", "is not a string of r, w and m");
+        }
+        if given("allow") && !d["allow"].is_boolean() {
+            return bad("allow", "is not true or false");
+        }
+    }
+    None
+}
+
+/// Checks `linux.resources.devices` (before anything is written) and gives each rule, followed by
+/// the default allow list, in the v1 `devices.allow` format and in the form of the cgroup v2
+/// program ([`devices_bpf::Rule`]).
+///
+/// Errors: an empty access, a major or minor below -1, or a rule [`devices_bpf::parse_rule`]
+/// refuses; the message names `linux.resources.devices[i]` and the field.
+#[allow(clippy::type_complexity)]
+pub fn device_rules(
+    rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+) -> anyhow::Result<(Vec<(bool, String)>, Vec<devices_bpf::Rule>)> {
+    for (i, r) in rules.iter().enumerate() {
+        if r.access().as_deref() == Some("") {
+            anyhow::bail!("linux.resources.devices[{i}].access: empty (use r, w and m)");
+        }
+        for (what, n) in [("major", r.major()), ("minor", r.minor())] {
+            if n.is_some_and(|n| n < -1) {
+                anyhow::bail!(
+                    "linux.resources.devices[{i}].{what}: {} is negative (-1 or absent means all)",
+                    n.unwrap_or_default()
+                );
+            }
+        }
+    }
+    let mut lines: Vec<(bool, String)> =
+        rules.iter().map(|r| (r.allow(), device_rule(r))).collect();
+    lines.extend(DEFAULT_ALLOWED.iter().map(|l| (true, l.to_string())));
+    let mut bpf_rules = Vec::with_capacity(lines.len());
+    for (i, (allow, line)) in lines.iter().enumerate() {
+        let r = devices_bpf::parse_rule(*allow, line).map_err(|e| {
+            if i < rules.len() {
+                anyhow::anyhow!("linux.resources.devices[{i}]: {e}")
+            } else {
+                e
+            }
+        })?;
+        bpf_rules.push(r);
+    }
+    Ok((lines, bpf_rules))
 }
 
 /// `resources` with an allow rule (`rwm`) appended for each `linux.devices` node, which runc allows in

@@ -37,10 +37,12 @@ pub fn is_rootless(flag: Option<&str>) -> bool {
 }
 
 /// Whether `$XDG_RUNTIME_DIR` is honoured for the state root, as runc's `shouldHonorXDGRuntimeDir`:
-/// set and non-empty, and the caller is not root (real root keeps `/run/amphi` even when
+/// set to an absolute path, and the caller is not root (real root keeps `/run/amphi` even when
 /// `XDG_RUNTIME_DIR=/run/user/0`); root inside a user namespace honours it unless `USER=root`.
 fn honor_xdg_runtime_dir() -> bool {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|v| v.is_empty()) {
+    // A relative value is invalid and ignored (XDG Base Directory spec): it would put the state
+    // under whatever the current directory is, where later commands would not find it.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|v| !Path::new(&v).is_absolute()) {
         return false;
     }
     if !nix::unistd::geteuid().is_root() {
@@ -77,8 +79,8 @@ pub fn default_state_root() -> anyhow::Result<PathBuf> {
         }
     }
     anyhow::bail!(
-        "--root: no state directory for uid {euid}: XDG_RUNTIME_DIR is not set and {} does not exist \
-         (or belongs to another user); set XDG_RUNTIME_DIR or pass --root",
+        "--root: no state directory for uid {euid}: XDG_RUNTIME_DIR is not set (or not an absolute \
+         path) and {} does not exist (or belongs to another user); set XDG_RUNTIME_DIR or pass --root",
         run_user.display()
     )
 }

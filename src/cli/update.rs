@@ -116,7 +116,18 @@ pub fn run(g: &Global, a: UpdateArgs) -> anyhow::Result<ExitCode> {
                 text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("--resources {}: {e}", path.display()))?;
             }
-            serde_json::from_str::<LinuxResources>(&text)
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("--resources: invalid linux.resources JSON: {e}"))?;
+            // serde would also take a JSON array for the struct (its fields in order): `[]`
+            // must not pass as "no change".
+            if !v.is_object() {
+                anyhow::bail!("--resources: linux.resources must be a JSON object, got {v}");
+            }
+            let wrapped = serde_json::json!({ "linux": { "resources": &v } });
+            if let Some(e) = crate::cgroups::check_resources_json(&wrapped) {
+                anyhow::bail!("--resources: {e}");
+            }
+            serde_json::from_value::<LinuxResources>(v)
                 .map_err(|e| anyhow::anyhow!("--resources: invalid linux.resources JSON: {e}"))?
         }
         None => from_flags(&a)?,
@@ -126,17 +137,25 @@ pub fn run(g: &Global, a: UpdateArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("container {} has no cgroup", a.id))?;
     let mut cg = ContainerCgroup::open(path)?;
-    cg.update(&res)?;
     // Device rules given (as containerd's CRI sends them) replace the container's rules, with the
     // default allow list and the config's `linux.devices` nodes appended as at create; without
-    // rules the devices stay as created (runc keeps them in every case).
-    if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+    // rules the devices stay as created (runc keeps them in every case). They are checked before
+    // anything is written, so that a bad rule leaves every limit as it was.
+    let devices = if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         let nodes = oci_spec::runtime::Spec::load(state.bundle.join("config.json"))
             .ok()
             .and_then(|s| s.linux().as_ref().and_then(|l| l.devices().clone()))
             .unwrap_or_default();
         let all = crate::cgroups::with_linux_devices(Some(&res), &nodes);
-        cg.set_devices(all.devices().as_deref().unwrap_or_default())?;
+        let all = all.devices().clone().unwrap_or_default();
+        crate::cgroups::device_rules(&all)?;
+        Some(all)
+    } else {
+        None
+    };
+    cg.update(&res)?;
+    if let Some(all) = devices {
+        cg.set_devices(&all)?;
     }
     Ok(0)
 }

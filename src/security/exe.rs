@@ -125,9 +125,13 @@ pub fn ensure_protected() -> anyhow::Result<()> {
         return Ok(());
     }
     if marked {
+        // Also reached when the caller's environment carries MARK: the protection is then not
+        // skipped, amphi refuses (the mark cannot tell a caller's value from its own).
         anyhow::bail!(
-            "amphi re-executed itself from a protected copy of its binary, but /proc/self/exe is \
-             still writable; refusing to run containers (CVE-2019-5736)"
+            "/proc/self/exe is writable although {MARK} is set, which amphi sets only when it has \
+             re-executed itself from a protected copy of its binary: either the caller's \
+             environment carries {MARK} (unset it) or this kernel did not protect the copy; \
+             refusing to run containers (CVE-2019-5736)"
         );
     }
     let fd = match overlay_view() {
