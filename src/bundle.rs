@@ -153,22 +153,10 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
             ));
         }
     }
-    if let Some(profile) = process.apparmor_profile() {
-        if !profile.is_empty() {
-            return Err(err(
-                "process.apparmorProfile",
-                "AppArmor profiles are not supported by amphi yet; refusing to run with less confinement than configured",
-            ));
-        }
-    }
-    if let Some(label) = process.selinux_label() {
-        if !label.is_empty() {
-            return Err(err(
-                "process.selinuxLabel",
-                "SELinux labels are not supported by amphi yet; refusing to run with less confinement than configured",
-            ));
-        }
-    }
+    // A profile or label for an LSM that the host does not have fails here, before anything is
+    // made (runc: "apparmor failed to apply profile", "selinux label is specified in config, but
+    // selinux is disabled or not supported").
+    crate::security::lsm::check_process(process).map_err(|e| err(e.field, e.problem))?;
     if let Some(sched) = process.scheduler() {
         let _ = sched;
         return Err(err("process.scheduler", "not supported by amphi yet"));
@@ -428,16 +416,8 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
         // Builds the filter without loading it, so that a bad profile fails `create` here.
         crate::security::seccomp::build(s)?;
     }
-    if linux
-        .mount_label()
-        .as_deref()
-        .is_some_and(|l| !l.is_empty())
-    {
-        return Err(err(
-            "linux.mountLabel",
-            "SELinux mount labels are not supported by amphi yet; refusing to run with less confinement than configured",
-        ));
-    }
+    crate::security::lsm::check_mount_label(linux.mount_label().as_deref().unwrap_or(""))
+        .map_err(|e| err(e.field, e.problem))?;
     if linux.intel_rdt().is_some() {
         return Err(err("linux.intelRdt", "not supported by amphi"));
     }
@@ -536,7 +516,17 @@ mod tests {
         assert_eq!(field_of(v), "linux.seccomp.syscalls[0].args[0].index");
         let mut v = base();
         v["process"]["apparmorProfile"] = serde_json::json!("docker-default");
-        assert_eq!(field_of(v), "process.apparmorProfile");
+        if !crate::security::lsm::apparmor_enabled() {
+            assert_eq!(field_of(v), "process.apparmorProfile");
+        }
+        let mut v = base();
+        v["process"]["selinuxLabel"] = serde_json::json!("system_u:system_r:container_t:s0");
+        if !crate::security::lsm::selinux_enabled() {
+            assert_eq!(field_of(v), "process.selinuxLabel");
+        }
+        let mut v = base();
+        v["linux"]["mountLabel"] = serde_json::json!("a\nb");
+        assert_eq!(field_of(v), "linux.mountLabel");
         let mut v = base();
         v["linux"]["cgroupsPath"] = serde_json::json!("/a/../../b");
         assert_eq!(field_of(v), "linux.cgroupsPath");

@@ -49,10 +49,12 @@ pub struct ExecArgs {
     /// Specify the file to write the process id to.
     #[arg(long = "pid-file")]
     pid_file: Option<PathBuf>,
-    /// Set the asm process label (SELinux; not supported yet).
+    /// Set the asm process label for the process commonly used with selinux (`process.selinuxLabel`;
+    /// refused when SELinux is not enabled).
     #[arg(long = "process-label")]
     process_label: Option<String>,
-    /// Set the AppArmor profile (not supported yet).
+    /// Set the apparmor profile for the process (`process.apparmorProfile`; refused when AppArmor is
+    /// not enabled).
     #[arg(long)]
     apparmor: Option<String>,
     /// Set the no new privileges value for the process.
@@ -113,11 +115,16 @@ fn build_process(
             p
         }
     };
-    if a.process_label.is_some() {
-        anyhow::bail!("--process-label: SELinux labels are not supported by amphi yet");
+    // As runc: the flags override the process's own profile and label.
+    if let Some(label) = &a.process_label {
+        let on = label.is_empty() || crate::security::lsm::selinux_enabled();
+        crate::security::lsm::check_selinux("--process-label", label, on)?;
+        p.set_selinux_label(Some(label.clone()));
     }
-    if a.apparmor.is_some() {
-        anyhow::bail!("--apparmor: AppArmor profiles are not supported by amphi yet");
+    if let Some(profile) = &a.apparmor {
+        let on = profile.is_empty() || crate::security::lsm::apparmor_enabled();
+        crate::security::lsm::check_apparmor("--apparmor", profile, on)?;
+        p.set_apparmor_profile(Some(profile.clone()));
     }
     if !a.env.is_empty() {
         let mut env = p.env().clone().unwrap_or_default();

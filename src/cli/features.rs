@@ -50,7 +50,16 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "unbindable",
 ];
 
-/// The features document as JSON.
+/// `enabled` or `disabled`, for the annotations that tell whether this host has an LSM.
+fn host_state(on: bool) -> &'static str {
+    if on {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+/// The features document as JSON (runtime-spec features.md, features-linux.md).
 pub fn features_json() -> serde_json::Value {
     let mut caps: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
     caps.sort();
@@ -71,14 +80,18 @@ pub fn features_json() -> serde_json::Value {
                 "knownFlags": crate::security::seccomp::KNOWN_FLAGS,
                 "supportedFlags": crate::security::seccomp::supported_flags()
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            // features-linux.md: whether the runtime implements the LSM, "irrelevant to the
+            // availability of AppArmor [SELinux] on the host"; the host's state is in annotations.
+            "apparmor": {"enabled": true},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.amphi.version": env!("CARGO_PKG_VERSION"),
-            "org.opencontainers.runtime-spec.features.amphi.executors": "linux,wasm"
+            "org.opencontainers.runtime-spec.features.amphi.executors": "linux,wasm",
+            "org.opencontainers.runtime-spec.features.amphi.host.apparmor": host_state(crate::security::lsm::apparmor_enabled()),
+            "org.opencontainers.runtime-spec.features.amphi.host.selinux": host_state(crate::security::lsm::selinux_enabled())
         }
     })
 }

@@ -268,6 +268,10 @@ fn create_in(
             close_in_child: vec![dir.as_fd().as_raw_fd()],
             session_keyring: (!opts.no_new_keyring).then(|| format!("_ses.{}", opts.id)),
             hook_state: state.spec_state_json_as(Status::Creating),
+            seccomp_listener: crate::security::seccomp::Listener::connect(
+                linux.seccomp().as_ref(),
+                state.spec_state_json_as(Status::Creating),
+            )?,
         };
         let hooks = spec.hooks().clone().unwrap_or_default();
         let mut runtime_hooks = |pid: i32| -> anyhow::Result<()> {

@@ -129,20 +129,8 @@ pub fn exec(
         }
         _ => anyhow::bail!("cannot exec in a stopped container"),
     }
-    if process
-        .apparmor_profile()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        anyhow::bail!("process.apparmorProfile: AppArmor profiles are not supported by amphi yet");
-    }
-    if process
-        .selinux_label()
-        .as_deref()
-        .is_some_and(|p| !p.is_empty())
-    {
-        anyhow::bail!("process.selinuxLabel: SELinux labels are not supported by amphi yet");
-    }
+    // As for create: a profile or label for an LSM the host does not have is refused, never dropped.
+    crate::security::lsm::check_process(&process)?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => anyhow::bail!("process.args: a command to execute is required"),
@@ -231,6 +219,10 @@ pub fn exec(
         close_in_child: vec![dir.as_fd().as_raw_fd()],
         reveal_proc,
         seccomp: state.seccomp.clone(),
+        seccomp_listener: crate::security::seccomp::Listener::connect(
+            state.seccomp.as_ref(),
+            state.spec_state_json_as(Status::Running),
+        )?,
     };
     spawn(&mut cfg)
 }

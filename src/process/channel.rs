@@ -21,6 +21,9 @@ pub enum Msg {
     /// parent -> init: the runtime hooks ran; the init process's pid as the host sees it (for the
     /// state that the container's own hooks read).
     HooksDone(i32),
+    /// parent -> init or exec'd process: its pid as the host sees it, for the seccomp agent's
+    /// `ContainerProcessState`. Sent right after `InitPid`, only when `linux.seccomp` has a listener.
+    HostPid(i32),
     /// init -> parent: the container is set up and init waits for `start`.
     Ready,
     /// intermediate or init -> parent: setup failed; the message is shown to the user.

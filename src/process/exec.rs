@@ -44,6 +44,9 @@ pub struct ExecConfig {
     pub reveal_proc: bool,
     /// The container's `linux.seccomp`: the process is confined by the same filter as its init.
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// The connection to the seccomp agent (`linux.seccomp.listenerPath`), when a rule uses
+    /// `SCMP_ACT_NOTIFY`; its state is the container's (status `running`).
+    pub seccomp_listener: Option<security::seccomp::Listener>,
 }
 
 /// The order namespaces are joined in: user first (it grants the rights for the rest), mount last.
@@ -93,6 +96,8 @@ pub fn spawn(cfg: &mut ExecConfig) -> anyhow::Result<i32> {
         ForkResult::Parent { child } => child,
     };
     drop(child_ch);
+    // Only the exec'd process uses the agent's connection (see `HostPid`).
+    let seccomp_listener = cfg.seccomp_listener.take().is_some();
     let mut pid = None;
     let result = (|| -> anyhow::Result<i32> {
         let p = match parent_ch.recv()? {
@@ -102,6 +107,9 @@ pub fn spawn(cfg: &mut ExecConfig) -> anyhow::Result<i32> {
             None => anyhow::bail!("exec: the intermediate process exited early"),
         };
         pid = Some(p);
+        if seccomp_listener {
+            parent_ch.send(&Msg::HostPid(p))?;
+        }
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, 0)) => {}
             other => anyhow::bail!("exec: intermediate process ended with {other:?}"),
@@ -156,6 +164,12 @@ fn run_child(cfg: &mut ExecConfig, ch: &Channel) -> ! {
 fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::convert::Infallible> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| anyhow::anyhow!("restore signal mask: {e}"))?;
+    if let Some(l) = cfg.seccomp_listener.as_mut() {
+        match ch.recv()? {
+            Some(Msg::HostPid(pid)) => l.set_pid(pid, false),
+            other => anyhow::bail!("waiting for the process's host pid: unexpected {other:?}"),
+        }
+    }
     let spec = cfg.spec.clone();
     let process = spec
         .process()
@@ -175,6 +189,11 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
     security::check_cwd_inside_root(cwd)?;
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let wasm = cfg.executor.name() == "wasm";
+    let has = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    // A Wasm command's label files must be opened on the container's procfs, which its guest has
+    // hidden: uncover it in this process's own mount namespace (the executor's `load` hides it
+    // again before the guest runs).
+    let wants_labels = has(process.apparmor_profile()) || has(process.selinux_label());
     if wasm || cfg.reveal_proc {
         // Changes to /proc are made in a mount namespace of this process only, never in the
         // container's: a Wasm guest gets /proc hidden (by the executor's `load`), a native command in
@@ -189,7 +208,7 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
             None::<&str>,
         )
         .map_err(|e| anyhow::anyhow!("make / rslave: {e}"))?;
-        if !wasm {
+        if !wasm || wants_labels {
             let hidden = nix::sys::statfs::statfs("/proc")
                 .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
                 .unwrap_or(false);
@@ -199,6 +218,12 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
             }
         }
     }
+    let transition = if wasm {
+        security::lsm::Transition::Now
+    } else {
+        security::lsm::Transition::OnExec
+    };
+    let labels = security::lsm::ProcessLabels::open(process, transition)?;
     cfg.executor
         .load(&spec)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -210,19 +235,25 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
     if let Some(s) = &cfg.seccomp {
         let filter = security::seccomp::build(s)?;
         if security::seccomp::load_early(process.no_new_privileges().unwrap_or(false)) {
-            security::seccomp::load(&filter)?;
+            let listener = cfg.seccomp_listener.take();
+            security::seccomp::load_and_notify(&filter, listener, "running")?;
         } else {
             late_filter = Some(filter);
         }
     }
     security::finalize(process)?;
+    // AppArmor profile and SELinux label: at the execve of a Linux command, now for a Wasm one.
+    labels.apply()?;
     let ch_fd = ch.as_fd().as_raw_fd();
     if wasm {
         // Escape classes 1 and 2: a Wasm command runs in amphi's own image and never execs, so
         // close-on-exec closes nothing: close every fd above the configured ones now (the channel
         // reports the start), and keep container processes without CAP_SYS_PTRACE out of its
         // /proc/<pid>/ files unless it runs in a user namespace.
-        security::close_fds_except(3u32.saturating_add(cfg.preserve_fds), &[ch_fd]);
+        let keep: Vec<RawFd> = std::iter::once(ch_fd)
+            .chain(cfg.seccomp_listener.as_ref().map(|l| l.as_raw_fd()))
+            .collect();
+        security::close_fds_except(3u32.saturating_add(cfg.preserve_fds), &keep);
         let in_user_ns = cfg
             .namespaces
             .iter()
@@ -232,7 +263,8 @@ fn child_steps(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<std::conver
         }
     }
     if let Some(filter) = &late_filter {
-        security::seccomp::load(filter)?;
+        let listener = cfg.seccomp_listener.take();
+        security::seccomp::load_and_notify(filter, listener, "running")?;
     }
     let err = match cfg.executor.exec(&mut || {
         // SAFETY: closes this process's end of the channel, which nothing uses afterwards; the parent

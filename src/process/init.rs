@@ -20,7 +20,7 @@ use crate::security;
 /// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
 /// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
 pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
-    let late_filter = match setup(cfg, ch) {
+    let (late_filter, labels) = match setup(cfg, ch) {
         Ok(f) => f,
         Err(e) => {
             let _ = ch.send(&Msg::Error(format!("{e:#}")));
@@ -59,18 +59,31 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
             exit_child(1);
         }
     }
+    // AppArmor profile and SELinux label (security::lsm): for a Linux workload they take effect at
+    // its execve, for a Wasm guest now, as the last steps before the workload.
+    if let Err(e) = labels.apply() {
+        if let Some(c) = conn.as_mut() {
+            let _ = c.write_all(format!("{e:#}").as_bytes());
+        }
+        exit_child(127);
+    }
     // Escape class 2: a workload that does not execve (a Wasm guest) would keep every fd that
     // close-on-exec was meant to close; close them now, before a late seccomp filter may deny
     // close_range. Only the start connection stays, until the executor reports the start.
     if cfg.executor.name() == "wasm" {
-        let keep: Vec<i32> = conn.iter().map(|c| c.as_raw_fd()).collect();
+        let keep: Vec<i32> = conn
+            .iter()
+            .map(|c| c.as_raw_fd())
+            .chain(cfg.seccomp_listener.as_ref().map(|l| l.as_raw_fd()))
+            .collect();
         security::close_fds_except(3u32.saturating_add(cfg.preserve_fds), &keep);
     }
     // With noNewPrivileges, the seccomp filter is loaded here, the last step before the workload
     // (see `seccomp::load_early`); it confines a Wasm guest's runtime too, which runs in this process.
     // The filter is kept alive until the workload replaces or ends this process.
     if let Some(filter) = &late_filter {
-        if let Err(e) = security::seccomp::load(filter) {
+        let listener = cfg.seccomp_listener.take();
+        if let Err(e) = security::seccomp::load_and_notify(filter, listener, "created") {
             if let Some(c) = conn.as_mut() {
                 let _ = c.write_all(format!("{e:#}").as_bytes());
             }
@@ -170,8 +183,18 @@ fn create_phase_hooks(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> 
 fn setup(
     cfg: &mut InitConfig,
     ch: &Channel,
-) -> anyhow::Result<Option<libseccomp::ScmpFilterContext>> {
+) -> anyhow::Result<(
+    Option<libseccomp::ScmpFilterContext>,
+    security::lsm::ProcessLabels,
+)> {
     setsid().map_err(|e| anyhow::anyhow!("setsid: {e}"))?;
+    if let Some(l) = cfg.seccomp_listener.as_mut() {
+        // The parent sends it right after learning it (before anything else it sends to init).
+        match ch.recv()? {
+            Some(Msg::HostPid(pid)) => l.set_pid(pid, true),
+            other => anyhow::bail!("waiting for init's host pid: unexpected {other:?}"),
+        }
+    }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&cfg.sigmask), None)
         .map_err(|e| anyhow::anyhow!("restore signal mask: {e}"))?;
     let spec = cfg.spec.clone();
@@ -185,8 +208,16 @@ fn setup(
         .ok_or_else(|| anyhow::anyhow!("linux: missing"))?;
     let rootfs = cfg.rootfs.clone();
     umask(Mode::empty());
+    let selinux_label = process.selinux_label().clone().unwrap_or_default();
     if let Some(name) = &cfg.session_keyring {
+        // The keyring gets the process's SELinux context, as with runc.
+        if !selinux_label.is_empty() {
+            security::lsm::set_key_label(&selinux_label)?;
+        }
         join_session_keyring(name)?;
+        if !selinux_label.is_empty() {
+            let _ = security::lsm::set_key_label("");
+        }
     }
 
     // Mounts and devices, while host paths are still reachable.
@@ -195,7 +226,12 @@ fn setup(
     let root = Root::open(&rootfs)
         .map_err(|e| anyhow::anyhow!("root.path: open {}: {e}", rootfs.display()))?;
     let mounts_list = spec.mounts().clone().unwrap_or_default();
+    // linux.mountLabel (checked at create: SELinux is enabled when it is set).
+    let mount_label = linux.mount_label().clone().unwrap_or_default();
+    security::lsm::set_mount_label(&mount_label);
+    let mounts_list = security::lsm::label_mounts(&mounts_list, &mount_label);
     mounts::mount_all(&root, &cfg.bundle, &mounts_list, &cfg.cgroup_mount)?;
+    security::lsm::label_mqueue_mounts(&root, &mounts_list, &mount_label)?;
     let dev_is_bind = mounts_list.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
@@ -274,6 +310,14 @@ fn setup(
         security::set_oom_score_adj(adj)?;
     }
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    // The label files are opened while /proc is the container's procfs (a Wasm executor's `load`
+    // hides it); they are written in `run`, right before the workload.
+    let transition = if cfg.executor.name() == "wasm" {
+        security::lsm::Transition::Now
+    } else {
+        security::lsm::Transition::OnExec
+    };
+    let labels = security::lsm::ProcessLabels::open(process, transition)?;
     // Last step with full privileges and /proc in place: the executor locates its workload (a
     // missing binary fails create here) and may adjust the mount namespace.
     cfg.executor
@@ -288,11 +332,12 @@ fn setup(
     if let Some(s) = linux.seccomp() {
         let filter = security::seccomp::build(s)?;
         if security::seccomp::load_early(process.no_new_privileges().unwrap_or(false)) {
-            security::seccomp::load(&filter)?;
+            let listener = cfg.seccomp_listener.take();
+            security::seccomp::load_and_notify(&filter, listener, "creating")?;
         } else {
             late_filter = Some(filter);
         }
     }
     security::finalize(process)?;
-    Ok(late_filter)
+    Ok((late_filter, labels))
 }

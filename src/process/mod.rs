@@ -58,6 +58,9 @@ pub struct InitConfig {
     /// The runtime-spec state JSON (status `creating`) for the container's own hooks; init fills in
     /// its host pid and status.
     pub hook_state: serde_json::Value,
+    /// The connection to the seccomp agent (`linux.seccomp.listenerPath`), when a rule uses
+    /// `SCMP_ACT_NOTIFY`; init sends the notify fd over it right after loading the filter.
+    pub seccomp_listener: Option<crate::security::seccomp::Listener>,
 }
 
 impl std::fmt::Debug for InitConfig {

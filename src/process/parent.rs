@@ -32,8 +32,18 @@ pub fn spawn(
         ForkResult::Parent { child } => child,
     };
     drop(child_ch);
+    // Only init uses the seccomp agent's connection: the agent must see it close once init has
+    // sent the notify fd, not when a foreground `run` ends.
+    let seccomp_listener = cfg.seccomp_listener.take().is_some();
     let mut init_pid: Option<i32> = None;
-    let result = drive(cfg, &parent_ch, child, &mut init_pid, runtime_hooks);
+    let result = drive(
+        cfg,
+        &parent_ch,
+        child,
+        &mut init_pid,
+        seccomp_listener,
+        runtime_hooks,
+    );
     if result.is_err() {
         if let Some(pid) = init_pid {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -49,6 +59,7 @@ fn drive(
     ch: &Channel,
     child: Pid,
     init_pid: &mut Option<i32>,
+    seccomp_listener: bool,
     runtime_hooks: &mut dyn FnMut(i32) -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
     if cfg.namespaces.new_user {
@@ -70,6 +81,9 @@ fn drive(
         None => anyhow::bail!("intermediate process exited during create"),
     };
     *init_pid = Some(pid);
+    if seccomp_listener {
+        ch.send(&Msg::HostPid(pid))?;
+    }
     match waitpid(child, None) {
         Ok(WaitStatus::Exited(_, 0)) => {}
         Ok(status) => anyhow::bail!("intermediate process ended with {status:?}"),

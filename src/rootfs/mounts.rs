@@ -387,7 +387,9 @@ fn mount_cgroup(
             }
         }
         CgroupMount::V1 { hierarchies } => {
-            let tmpfs = mountfd::new_fs("tmpfs", "tmpfs", base, &["mode=755".to_string()])
+            // linux.mountLabel, when set (security::lsm::with_mount_label).
+            let data = crate::security::lsm::with_mount_label(vec!["mode=755".to_string()]);
+            let tmpfs = mountfd::new_fs("tmpfs", "tmpfs", base, &data)
                 .map_err(|e| fail("mount tmpfs", e))?;
             mountfd::attach(tmpfs.as_fd(), dest).map_err(|e| fail("mount tmpfs", e))?;
             let bo = MountOptions {

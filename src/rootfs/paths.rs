@@ -86,7 +86,11 @@ pub fn masked_paths(root: &Root, paths: &[String]) -> anyhow::Result<()> {
                 "tmpfs",
                 "tmpfs",
                 MsFlags::MS_RDONLY,
-                &["size=0k".to_string(), "nr_inodes=1".to_string()],
+                // linux.mountLabel, when set (security::lsm::with_mount_label).
+                &crate::security::lsm::with_mount_label(vec![
+                    "size=0k".to_string(),
+                    "nr_inodes=1".to_string(),
+                ]),
             )
             .map_err(err)?
         } else {

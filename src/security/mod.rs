@@ -1,10 +1,10 @@
 //! Process attributes that confine the workload (config.md "POSIX process", config-linux.md):
 //! user and groups, capabilities, rlimits, `noNewPrivileges`, `oomScoreAdj`.
 //!
-//! `linux.seccomp` is in [`seccomp`]. AppArmor and SELinux are refused by config validation until they
-//! are built, so that no container runs with less confinement than its config asks for.
+//! `linux.seccomp` is in [`seccomp`]; AppArmor and SELinux labels in [`lsm`].
 
 pub mod exe;
+pub mod lsm;
 pub mod procfs;
 pub mod seccomp;
 

@@ -10,7 +10,23 @@
 //! value compared with. libseccomp's own `no_new_privs` attribute is turned off: `no_new_privs` is
 //! set only when `process.noNewPrivileges` asks for it.
 //!
-//! `SCMP_ACT_NOTIFY` (a seccomp agent at `listenerPath`) is not supported yet and is refused.
+//! `SCMP_ACT_NOTIFY` hands the filter's notify fd to a seccomp agent at `listenerPath`
+//! (config-linux.md "Seccomp"; the message is the `ContainerProcessState` of runtime-spec
+//! state.md, one per connection, the fd in an `SCM_RIGHTS` control message, as runc sends it):
+//! the container's process loads the filter and sends `{"ociVersion", "fds": ["seccompFd"],
+//! "pid", "metadata", "state"}` over a [`Listener`] that amphi connected on the host before the
+//! first fork (so neither `pivot_root` nor a user namespace stands between init and the socket),
+//! then closes both the notify fd and the connection, so the workload holds neither. `pid` is the
+//! process's pid as the host sees it; `state.status` is `creating` when the filter is loaded
+//! during `create`, `created` when it is loaded after `start` (with `noNewPrivileges`, see
+//! [`load_early`]) and `running` for an `exec`'d process, whose `state.pid` is the container's
+//! init. Between the load and the hand-over the process makes only `sendmsg(2)` (and whatever
+//! libseccomp's `free` of its BPF buffer needs), so NOTIFY is refused for those syscalls and as the
+//! default action; every later syscall of the runtime that the profile notifies waits for the
+//! agent, as with runc.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -30,6 +46,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -219,12 +236,7 @@ fn action(
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(ret("trace value")?),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(err(
-                field.to_string(),
-                "SCMP_ACT_NOTIFY (a seccomp agent at listenerPath) is not supported by amphi yet",
-            ))
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -271,11 +283,87 @@ fn compare(op: LinuxSeccompOperator, index: u32, value: u64, value_two: u64) -> 
     ScmpArgCompare::new(index, op, datum)
 }
 
+/// Syscalls that NOTIFY must not catch: the process makes them after loading the filter and
+/// before the agent holds the notify fd, so a notification could never be answered (`sendmsg`
+/// hands the fd over; the allocator may call the others when libseccomp frees its BPF buffer).
+/// runc refuses `write` for the same reason (its init writes the fd number to its parent); amphi's
+/// process does not write there, so `write` may be notified.
+pub const NOTIFY_REFUSED: &[&str] = &["sendmsg", "brk", "munmap", "madvise"];
+
+/// Whether a rule of `s` uses `SCMP_ACT_NOTIFY`.
+pub fn uses_notify(s: &LinuxSeccomp) -> bool {
+    s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls()
+            .iter()
+            .flatten()
+            .any(|sc| sc.action() == LinuxSeccompAction::ScmpActNotify)
+}
+
+/// Checks `SCMP_ACT_NOTIFY` and the listener fields (config-linux.md "Seccomp"): NOTIFY needs an
+/// absolute `listenerPath`; `listenerMetadata` needs `listenerPath`; NOTIFY cannot be the default
+/// action nor catch a syscall of [`NOTIFY_REFUSED`].
+fn check_notify(s: &LinuxSeccomp) -> Result<(), ConfigError> {
+    let p = "linux.seccomp";
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(err(
+            format!("{p}.defaultAction"),
+            "SCMP_ACT_NOTIFY cannot be the default action: the process must make syscalls \
+             (sendmsg) to hand the notify fd to the agent after the filter is loaded",
+        ));
+    }
+    let mut first_notify = None;
+    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
+        if sc.action() != LinuxSeccompAction::ScmpActNotify {
+            continue;
+        }
+        first_notify.get_or_insert(i);
+        for (k, name) in sc.names().iter().enumerate() {
+            if NOTIFY_REFUSED.contains(&name.as_str()) {
+                return Err(err(
+                    format!("{p}.syscalls[{i}].names[{k}]"),
+                    format!(
+                        "SCMP_ACT_NOTIFY cannot be used for {name}: amphi needs it after loading \
+                         the filter and before the agent holds the notify fd (refused: {})",
+                        NOTIFY_REFUSED.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    match (s.listener_path(), first_notify) {
+        (Some(path), _) if !path.is_absolute() => {
+            return Err(err(
+                format!("{p}.listenerPath"),
+                format!("{:?} must be an absolute path", path.display().to_string()),
+            ))
+        }
+        (None, Some(i)) => {
+            return Err(err(
+                format!("{p}.listenerPath"),
+                format!(
+                    "must be set: {p}.syscalls[{i}].action is SCMP_ACT_NOTIFY, which sends the \
+                     notify fd to a seccomp agent listening there"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if s.listener_metadata().is_some() && s.listener_path().is_none() {
+        return Err(err(
+            format!("{p}.listenerMetadata"),
+            format!("must not be set without {p}.listenerPath"),
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the filter of `linux.seccomp` without loading it.
 ///
-/// Errors: a [`ConfigError`] naming the field (`linux.seccomp.syscalls[3].args[0].index`, ...).
+/// Errors: a [`ConfigError`] naming the field (`linux.seccomp.syscalls[3].args[0].index`,
+/// `linux.seccomp.listenerPath`, ...).
 pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, ConfigError> {
     let p = "linux.seccomp";
+    check_notify(s)?;
     let default = action(
         s.default_action(),
         s.default_errno_ret(),
@@ -408,6 +496,172 @@ pub fn load(ctx: &ScmpFilterContext) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("linux.seccomp: load the filter: {e}"))
 }
 
+/// A connection to the seccomp agent at `linux.seccomp.listenerPath`, made on the host (by
+/// `create` or `exec`, before the first fork) and inherited by the container's process, which
+/// sends the notify fd over it with [`load_and_notify`]. Close-on-exec; owned, so dropping it
+/// closes the connection (the agent then reads end-of-file).
+#[derive(Debug)]
+pub struct Listener {
+    sock: OwnedFd,
+    path: PathBuf,
+    metadata: Option<String>,
+    /// The runtime-spec state of the container (state.md); `status` is set when sending.
+    state: serde_json::Value,
+    /// The process's pid as the host sees it; 0 until [`Listener::set_pid`].
+    pid: i32,
+}
+
+impl Listener {
+    /// Connects to the listener of `seccomp` when one of its rules uses `SCMP_ACT_NOTIFY`
+    /// (`Ok(None)` otherwise: runc ignores `listenerPath` then). `state` is the container's
+    /// runtime-spec state JSON (`ociVersion`, `id`, `status`, `pid`, `bundle`, `annotations`).
+    ///
+    /// Errors: the listener cannot be reached (naming `linux.seccomp.listenerPath` and the path),
+    /// or the profile is invalid (see [`build`]).
+    pub fn connect(
+        seccomp: Option<&LinuxSeccomp>,
+        state: serde_json::Value,
+    ) -> anyhow::Result<Option<Listener>> {
+        let Some(s) = seccomp.filter(|s| uses_notify(s)) else {
+            return Ok(None);
+        };
+        check_notify(s)?;
+        let Some(path) = s.listener_path() else {
+            return Ok(None);
+        };
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            anyhow::anyhow!(
+                "linux.seccomp.listenerPath: connect to the seccomp agent at {}: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Some(Listener {
+            sock: OwnedFd::from(stream),
+            path: path.clone(),
+            metadata: s.listener_metadata().clone(),
+            state,
+            pid: 0,
+        }))
+    }
+
+    /// Records the process's pid as the host sees it; for the container's init it is also the
+    /// state's `pid`.
+    pub fn set_pid(&mut self, pid: i32, container_init: bool) {
+        self.pid = pid;
+        if container_init {
+            self.state["pid"] = pid.into();
+        }
+    }
+
+    /// The connection's descriptor (to keep it open while stray fds are closed).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// The `ContainerProcessState` (runtime-spec state.md) with `state.status` = `status`.
+    fn message(&self, status: &str) -> serde_json::Value {
+        let mut state = self.state.clone();
+        state["status"] = status.into();
+        let mut msg = serde_json::json!({
+            "ociVersion": state["ociVersion"].clone(),
+            "fds": [oci_spec::runtime::SECCOMP_FD_NAME],
+            "pid": self.pid,
+            "state": state,
+        });
+        if let Some(m) = &self.metadata {
+            msg["metadata"] = m.clone().into();
+        }
+        msg
+    }
+}
+
+/// Sends `data` with `fd` in one `SCM_RIGHTS` control message over the stream socket `sock`.
+/// Nothing here allocates: the filter may already be loaded (see [`NOTIFY_REFUSED`]).
+fn send_with_fd(sock: RawFd, data: &[u8], fd: RawFd) -> std::io::Result<()> {
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let fd_len = std::mem::size_of::<libc::c_int>() as libc::c_uint;
+    let mut sent = 0usize;
+    while sent < data.len() {
+        let rest = &data[sent..];
+        let mut iov = libc::iovec {
+            iov_base: rest.as_ptr() as *mut libc::c_void,
+            iov_len: rest.len(),
+        };
+        // SAFETY: an all-zero msghdr is a valid empty message; the fields are set below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if sent == 0 {
+            // The fd goes with the first bytes only.
+            msg.msg_control = control.0.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE only computes a size.
+            msg.msg_controllen = unsafe { libc::CMSG_SPACE(fd_len) } as _;
+            // SAFETY: msg_control points at 64 aligned bytes, more than CMSG_SPACE(4) = 24, so the
+            // first header and its data lie inside `control`.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                if cmsg.is_null() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+                }
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+            }
+        }
+        // SAFETY: `msg` points at `iov` and `control`, which outlive the call; sendmsg only reads.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        sent += n as usize;
+    }
+    Ok(())
+}
+
+/// Loads a built filter like [`load`]; with a `listener`, then sends the filter's notify fd and
+/// the `ContainerProcessState` (with `state.status` = `status`) to the seccomp agent, and closes
+/// the notify fd and the connection, so the workload holds neither. The message is serialized
+/// before the load; after it the process makes only `sendmsg(2)` and `close(2)`. On an error
+/// after the load the notify fd is closed first, so that a notified syscall made while reporting
+/// the error fails with ENOSYS instead of waiting for an agent that has no fd.
+///
+/// Errors: seccomp(2) refused the filter, libseccomp has no notify fd, or the agent cannot be
+/// sent the message (named by `linux.seccomp.listenerPath`).
+pub fn load_and_notify(
+    ctx: &ScmpFilterContext,
+    listener: Option<Listener>,
+    status: &str,
+) -> anyhow::Result<()> {
+    let Some(listener) = listener else {
+        return load(ctx);
+    };
+    let data = serde_json::to_vec(&listener.message(status))
+        .map_err(|e| anyhow::anyhow!("linux.seccomp: encode the container process state: {e}"))?;
+    load(ctx)?;
+    let fd = ctx.get_notify_fd().map_err(|e| {
+        anyhow::anyhow!("linux.seccomp: the filter uses SCMP_ACT_NOTIFY but has no notify fd: {e}")
+    })?;
+    let sent = send_with_fd(listener.as_raw_fd(), &data, fd);
+    // SAFETY: `fd` is the notify fd that the kernel gave libseccomp at load time; this process
+    // never uses it again, and libseccomp only hands its number out (seccomp_notify_fd(3)).
+    unsafe { libc::close(fd) };
+    let path = listener.path.clone();
+    drop(listener);
+    sent.map_err(|e| {
+        anyhow::anyhow!(
+            "linux.seccomp.listenerPath: send the notify fd to the seccomp agent at {}: {e}",
+            path.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,7 +699,36 @@ mod tests {
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]
         })))
         .unwrap_err();
-        assert_eq!(e.field, "linux.seccomp.syscalls[0].action");
+        assert_eq!(e.field, "linux.seccomp.listenerPath");
+        build(&parse(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "m",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        })))
+        .unwrap();
+        for (v, field) in [
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "agent.sock",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+                "linux.seccomp.listenerPath",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/a.sock"}),
+                "linux.seccomp.defaultAction",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a.sock",
+                    "syscalls": [{"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}),
+                "linux.seccomp.syscalls[0].names[1]",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}),
+                "linux.seccomp.listenerMetadata",
+            ),
+        ] {
+            assert_eq!(build(&parse(v)).unwrap_err().field, field);
+        }
         let e = check_json(&serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
