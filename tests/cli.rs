@@ -178,6 +178,11 @@ fn spec_is_runnable_and_not_overwritten() {
     assert_eq!(config["root"]["path"], "rootfs");
     assert_eq!(config["process"]["terminal"], true, "runc's default");
     assert!(config["linux"]["namespaces"].is_array());
+    assert_eq!(
+        config["linux"]["resources"]["devices"],
+        json!([{"allow": false, "access": "rwm"}]),
+        "runc's template denies all devices"
+    );
 
     // Refuses to overwrite, and leaves the file alone.
     let out = b.amphi(&["spec", "--bundle", dir]);

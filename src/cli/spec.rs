@@ -31,6 +31,20 @@ pub fn starter_spec(rootless: bool) -> Spec {
         process.set_capabilities(Some(caps));
     }
     spec.set_process(Some(process));
+    if !rootless {
+        // runc's template: a deny-all device rule (amphi's device cgroup starts deny-all anyway; the
+        // rule states it in the config, where engines and readers expect it).
+        let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build();
+        if let (Some(mut linux), Ok(rule)) = (spec.linux().clone(), deny_all) {
+            let mut res = linux.resources().clone().unwrap_or_default();
+            res.set_devices(Some(vec![rule]));
+            linux.set_resources(Some(res));
+            spec.set_linux(Some(linux));
+        }
+    }
     if rootless {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
