@@ -136,11 +136,8 @@ fn intermediate(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<()> {
         // that it never uses; closing the number releases only this process's reference.
         unsafe { libc::close(*fd) };
     }
-    let me = nix::unistd::getpid().as_raw().to_string();
-    for dir in &cfg.cgroup_dirs {
-        std::fs::write(dir.join("cgroup.procs"), &me)
-            .map_err(|e| anyhow::anyhow!("join cgroup {}: {e}", dir.display()))?;
-    }
+    crate::cgroups::join_current(&cfg.cgroup_dirs)
+        .map_err(|(dir, e)| anyhow::anyhow!("join cgroup {}: {e}", dir.display()))?;
     for (t, fd) in &cfg.namespaces {
         setns(fd.as_fd(), clone_flag(*t))
             .map_err(|e| anyhow::anyhow!("join {t} namespace: {e}"))?;
