@@ -769,6 +769,46 @@ fn delete_after_exit_leaves_no_cgroup() {
     );
 }
 
+/// init and an exec'd process are members of the container's cgroup in every hierarchy, as the
+/// host sees it in /proc/<pid>/cgroup: each v1 hierarchy (joined through `tasks`) and the cgroup2
+/// mount (through `cgroup.procs`); each hierarchy's cgroup.procs lists exactly these two.
+#[test]
+fn init_and_exec_are_in_every_hierarchy() {
+    let b = Bundle::new("joinall", &["sleep", "1000"]);
+    let init = create_start(&b);
+    let out = b.amphi(&["exec", "-d", &b.id, "sleep", "1001"]);
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert!(wait_for(|| cg_procs(&b).len() == 2), "{:?}", cg_procs(&b));
+    let procs = cg_procs(&b);
+    assert!(procs.contains(&init), "init {init} not in {procs:?}");
+    for pid in &procs {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // 9 v1 hierarchies (cpu, cpuacct, cpuset, memory, devices, freezer, blkio, pids,
+        // name=systemd) and the cgroup2 mount ("0::").
+        assert!(lines.len() >= 10, "{pid}: {text}");
+        assert!(lines.iter().any(|l| l.starts_with("0::")), "{pid}: {text}");
+        for l in lines {
+            assert_eq!(
+                l.splitn(3, ':').nth(2),
+                Some(b.cgroup.as_str()),
+                "{pid}: {l}"
+            );
+        }
+    }
+    let dirs = b.cgroup_dirs();
+    assert!(dirs.contains(&cg_dir(&b, "unified")), "{dirs:?}");
+    for d in dirs {
+        let mut v: Vec<i64> = std::fs::read_to_string(d.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        v.sort_unstable();
+        assert_eq!(v, procs, "{}", d.display());
+    }
+}
+
 // ---- unit tests of the public helpers ----
 
 mod unit {
@@ -957,4 +997,64 @@ mod unit {
         let e = resolve_path(Some(Path::new("system.slice:amphi:c1")), "c1", true).unwrap_err();
         assert!(e.to_string().contains("systemd"), "{e}");
     }
+}
+
+/// On cgroup v1 the cpu usage is runc's: `percpu` lists every CPU's nanoseconds (their sum is the
+/// total), and `kernel`/`user` are nanoseconds too (converted from cpuacct.stat's clock ticks).
+#[test]
+fn events_stats_cpu_usage_in_nanoseconds_per_cpu() {
+    if !std::path::Path::new("/sys/fs/cgroup/cpuacct").exists() {
+        // Pure cgroup v2 host: the cpuacct files this checks do not exist.
+        return;
+    }
+    let mut b = Bundle::new(
+        "statscpu",
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; touch /tmp/looped; sleep 1000",
+        ],
+    );
+    b.config["root"]["readonly"] = json!(false);
+    create_start(&b);
+    let dir = b
+        .cgroup_dirs()
+        .into_iter()
+        .find(|d| d.starts_with("/sys/fs/cgroup/cpuacct"))
+        .expect("cpuacct dir of the container");
+    // Wait until the busy loop is over (the counters are stable while it sleeps) and has used at
+    // least one clock tick of user time.
+    assert!(
+        wait_for(|| b.rootfs().join("tmp/looped").exists()),
+        "the busy loop did not finish"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("cpuacct.stat"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("user ") && l != "user 0"),
+        "the busy loop used no user time"
+    );
+    let out = b.amphi(&["events", "--stats", &b.id]);
+    assert!(out.status.success(), "events --stats: {}", stderr(&out));
+    let ev: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let usage = &ev["data"]["cpu"]["usage"];
+    let percpu: Vec<u64> = usage["percpu"]
+        .as_array()
+        .expect("percpu array")
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let on_host = std::fs::read_to_string(dir.join("cpuacct.usage_percpu")).unwrap();
+    assert_eq!(percpu.len(), on_host.split_whitespace().count(), "{ev}");
+    let total = usage["total"].as_u64().unwrap();
+    assert!(total > 0, "{ev}");
+    // The two files are read at slightly different times; the container is asleep by now.
+    let sum: u64 = percpu.iter().sum();
+    assert!(
+        sum.abs_diff(total) <= total / 100,
+        "sum of percpu {sum} vs total {total}"
+    );
+    // Nanoseconds, not clock ticks: at least one tick (>= 1 ms at any USER_HZ) of user time.
+    assert!(usage["user"].as_u64().unwrap() >= 1_000_000, "{ev}");
 }

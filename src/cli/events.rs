@@ -25,7 +25,10 @@ pub struct EventsArgs {
 /// runc's `stats` event data (libcontainer `types.Stats`), from the container's cgroup.
 pub fn stats_json(cg: &ContainerCgroup) -> serde_json::Value {
     let s = cg.stats();
-    let acct = s.cpu.cpu_acct.unwrap_or_default();
+    let mut acct = s.cpu.cpu_acct.unwrap_or_default();
+    if let Some(dir) = cg.controller_dir("cpuacct") {
+        v1_cpu_usage(&dir, &mut acct);
+    }
     let thr = s.cpu.cpu_throttling.unwrap_or_default();
     let mem = |m: Option<cgroups_rs::stats::MemoryStats>| {
         let m = m.unwrap_or_default();
@@ -57,6 +60,41 @@ pub fn stats_json(cg: &ContainerCgroup) -> serde_json::Value {
         "intel_rdt": {},
         "network_interfaces": null,
     })
+}
+
+/// On cgroup v1, fills `acct` from the cpuacct files in `dir` as runc does (libcontainer
+/// `getCpuUsageBreakdown`, `getPercpuUsage`): `percpu` from `cpuacct.usage_percpu` (ns, one
+/// space-separated line, which cgroups-rs 0.5 reads as lines and loses), `kernel`/`user` from
+/// `cpuacct.stat`, converted from clock ticks (USER_HZ) to nanoseconds. Files that do not exist (cgroup
+/// v2) leave `acct` as cgroups-rs made it.
+fn v1_cpu_usage(dir: &std::path::Path, acct: &mut cgroups_rs::stats::CpuAcctStats) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cpuacct.usage_percpu")) {
+        acct.usage_percpu = text
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+    }
+    let Ok(stat) = std::fs::read_to_string(dir.join("cpuacct.stat")) else {
+        return;
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ns_per_tick = if ticks > 0 {
+        1_000_000_000 / ticks as u64
+    } else {
+        return;
+    };
+    for line in stat.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(key), Some(Ok(v))) = (f.next(), f.next().map(str::parse::<u64>)) else {
+            continue;
+        };
+        match key {
+            "user" => acct.user_usage = v.saturating_mul(ns_per_tick),
+            "system" => acct.system_usage = v.saturating_mul(ns_per_tick),
+            _ => {}
+        }
+    }
 }
 
 /// Prints stats events every `--interval` and an `oom` event whenever the kernel OOM-kills a
