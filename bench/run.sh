@@ -160,10 +160,17 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
                 delete) set -- $R delete -f cg ;;
                 run) set -- $R run -b "$b" cg ;;
                 esac
-                _LIBCONTAINER_CLONED_BINARY=1 valgrind --tool=callgrind --trace-children=yes \
+                if ! _LIBCONTAINER_CLONED_BINARY=1 valgrind --tool=callgrind --trace-children=yes \
                     --trace-children-skip='*/true,true,*/echo,echo' "${trig[@]}" --callgrind-out-file="$d/$c.%p" \
-                    "$@" >"$d/log.$c" 2>&1 || fail "callgrind $r $label $c"
-                [ "$c" = start ] && { until $R state cg 2>/dev/null | grep -q stopped; do sleep 0.01; done; }
+                    "$@" >"$d/log.$c" 2>&1; then
+                    # A partial count is no count: report.py leaves out a directory with FAILED in it.
+                    fail "callgrind $r $label $c"
+                    tail -n 3 "$d/log.$c" | tr '\n' ' ' >"$d/FAILED"
+                    break
+                fi
+                if [ "$c" = start ]; then # wait (10 s at most) for the container's `true` to end
+                    for _ in $(seq 1000); do $R state cg 2>/dev/null | grep -q stopped && break; sleep 0.01; done
+                fi
             done
             $R delete -f cg >/dev/null 2>&1 || true
         }
