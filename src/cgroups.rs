@@ -454,15 +454,7 @@ impl ContainerCgroup {
         if self.manager.v2() {
             return v2::oom_kills(&dir);
         }
-        std::fs::read_to_string(dir.join("memory.oom_control"))
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
+        v2::oom_kill_line(&dir.join("memory.oom_control"))
     }
 
     /// The directory of `controller` (a v1 subsystem name such as `memory`; ignored on v2), as a path

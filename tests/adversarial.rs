@@ -14,25 +14,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{amphi_bin, assert_no_leftovers, stderr, Bundle};
+use common::{
+    amphi_bin, assert_no_leftovers, mknod_char, stderr, unified_dir, Bundle, DENIED, NO_DEVICE,
+};
 use serde_json::{json, Value};
-
-const NO_DEVICE: &str = "No such device or address";
-const DENIED: &str = "Operation not permitted";
-
-fn mknod_char(path: &Path, major: u64, minor: u64) {
-    nix::sys::stat::mknod(
-        path,
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::from_bits_truncate(0o666),
-        nix::sys::stat::makedev(major, minor),
-    )
-    .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
-}
-
-fn unified_dir(b: &Bundle) -> PathBuf {
-    Path::new("/sys/fs/cgroup/unified").join(b.cgroup.trim_start_matches('/'))
-}
 
 /// `amphi --root R update --resources - ID` with `input` on stdin.
 fn update(b: &Bundle, input: &str) -> std::process::Output {

@@ -11,29 +11,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{assert_no_leftovers, stderr, stdout, Bundle};
+use common::{
+    assert_no_leftovers, mknod_char, stderr, stdout, unified_dir, Bundle, DENIED, NO_DEVICE,
+};
 use serde_json::json;
-
-const NO_DEVICE: &str = "No such device or address";
-const DENIED: &str = "Operation not permitted";
-
-fn mknod_char(path: &Path, major: u64, minor: u64) {
-    nix::sys::stat::mknod(
-        path,
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::from_bits_truncate(0o666),
-        nix::sys::stat::makedev(major, minor),
-    )
-    .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
-}
-
-/// The container's directory in the cgroup2 mount.
-fn unified_dir(b: &Bundle) -> PathBuf {
-    Path::new("/sys/fs/cgroup/unified").join(b.cgroup.trim_start_matches('/'))
-}
 
 /// Device programs attached to the container's cgroup2 directory.
 fn programs(b: &Bundle) -> Vec<u32> {

@@ -240,7 +240,13 @@ pub fn kill_all(dir: &Path, signal: i32) -> &'static str {
 /// The `oom_kill` count of `<dir>/memory.events` (processes the kernel OOM-killed in this cgroup);
 /// 0 when the file or the line is missing.
 pub fn oom_kills(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join("memory.events"))
+    oom_kill_line(&dir.join("memory.events"))
+}
+
+/// The number on the `oom_kill N` line of `file` (v2 `memory.events`, v1 `memory.oom_control`); 0 when
+/// the file or the line is missing.
+pub fn oom_kill_line(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {

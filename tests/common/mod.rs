@@ -360,3 +360,25 @@ pub fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut data: &[u8]) {
         }
     }
 }
+
+/// errno text of an open of a character device node whose driver does not exist (ENXIO): the device
+/// cgroup let the open through.
+pub const NO_DEVICE: &str = "No such device or address";
+/// errno text of an open the device cgroup (v1 list or v2 program) refused (EPERM).
+pub const DENIED: &str = "Operation not permitted";
+
+/// Makes a character device node `major:minor` (mode 0666) at `path`.
+pub fn mknod_char(path: &Path, major: u64, minor: u64) {
+    nix::sys::stat::mknod(
+        path,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(major, minor),
+    )
+    .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+}
+
+/// The container's directory in the cgroup2 mount of a hybrid host (`/sys/fs/cgroup/unified`).
+pub fn unified_dir(b: &Bundle) -> PathBuf {
+    Path::new("/sys/fs/cgroup/unified").join(b.cgroup.trim_start_matches('/'))
+}
