@@ -14,14 +14,19 @@ E2E_FAIL=0
 E2E_N=0
 E2E_CLEANUP=()
 
-# e2e_init NAME: a private work dir ($E2E_WORK) and an EXIT trap that runs every `defer`red command in
-# reverse order, then removes the work dir.
+# e2e_init NAME: a private work dir ($E2E_WORK), made the current directory, and an EXIT trap that runs
+# every `defer`red command in reverse order, then removes the work dir.
 e2e_init() {
     E2E_NAME=$1
     E2E_WORK=$(mktemp -d "/tmp/amphi-e2e-$1.XXXXXX")
     E2E_RUNTIME=${AMPHI_E2E_RUNTIME:-$E2E_REPO/target/debug/amphi}
+    case $E2E_RUNTIME in /*) ;; *) E2E_RUNTIME=$PWD/$E2E_RUNTIME ;; esac
+    case ${AMPHI_E2E_IMAGES:-/} in /*) ;; *) AMPHI_E2E_IMAGES=$PWD/$AMPHI_E2E_IMAGES ;; esac
     [ -x "$E2E_RUNTIME" ] || { echo "runtime $E2E_RUNTIME is not an executable (cargo build first)" >&2; exit 2; }
     trap e2e_cleanup EXIT
+    # Engines' helpers write into their working directory (conmon leaves an `oom` marker file there
+    # after an OOM kill): run them from the work dir, which is removed at exit.
+    cd "$E2E_WORK" || exit 2
 }
 
 # defer CMD...: run CMD at exit (even after a failure). Later defers run first.
