@@ -55,7 +55,7 @@ run_dir_existed=0
 # this daemon still alive and the processes left in this namespace's cgroups (all by pid), the mounts under
 # the work dir, the namespace's cgroups, the shims' sockets.
 cleanup_containerd() {
-    local id pid d sockets=() i
+    local id d sockets=() i
     if [ -S "$SOCK" ]; then
         for id in $(c task ls -q 2>/dev/null); do
             c task kill -s KILL "$id"; sleep 0.2; c task delete -f "$id"
@@ -71,22 +71,12 @@ cleanup_containerd() {
         kill -KILL "$CONTAINERD_PID" 2>/dev/null
         wait "$CONTAINERD_PID" 2>/dev/null
     fi
-    # Shims of this daemon: their command line names its socket (-address $SOCK).
-    for d in /proc/[0-9]*; do
-        pid=${d#/proc/}
-        tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "containerd-shim-runc-v2 .*-address $SOCK" &&
-            kill -KILL "$pid" 2>/dev/null
-    done
-    for d in /sys/fs/cgroup/pids/"$NS"/*/; do
-        [ -f "$d/cgroup.procs" ] || continue
-        for pid in $(cat "$d/cgroup.procs"); do kill -KILL "$pid" 2>/dev/null; done
-    done
+    # Shims of this daemon, and what is left in our cgroups (by pid), then mounts and cgroups.
+    kill_shims "$SOCK"
+    kill_cgroup_children "$NS"
     sleep 0.2
-    awk -v w="$E2E_WORK" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-        while read -r d; do umount -l "$d"; done
-    for d in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/unified/"$NS"; do
-        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-    done
+    unmount_under "$E2E_WORK"
+    remove_cgroup_tree "$NS"
     for d in "${sockets[@]}"; do rm -f "$d"; done
     if [ "$run_dir_existed" = 0 ]; then
         rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null

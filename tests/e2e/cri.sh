@@ -52,22 +52,6 @@ remove_cgroups() {
         find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
 }
-unmount_work() {
-    local m
-    grep -F " $W/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
-}
-# shim_pids: the runc shims of this containerd instance (started with `-address $SOCK`).
-shim_pids() {
-    local d
-    for d in /proc/[0-9]*; do
-        case $(cat "$d/comm" 2>/dev/null) in containerd-shim*) ;; *) continue ;; esac
-        tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qxF -- "$SOCK" && echo "${d#/proc/}"
-    done
-}
-kill_shims() {
-    local p
-    for p in $(shim_pids); do kill -9 "$p"; done
-}
 delete_runtime_leftovers() {
     # Containers the runtime still knows of (only if containerd could not remove its pods).
     local id
@@ -89,8 +73,8 @@ critical() {
     [ "$E2E_FAIL" -eq "${1:?}" ] || { echo "# cri: a step the rest depends on failed; stopping"; e2e_finish; exit 1; }
 }
 defer remove_cgroups
-defer unmount_work
-defer kill_shims
+defer unmount_under "$W"
+defer kill_shims "$SOCK"
 defer delete_runtime_leftovers
 defer stop_containerd
 defer remove_all_pods
@@ -302,6 +286,6 @@ expect "no pod and no container left in containerd" '^none$' sh -c "
 expect "no container left in the runtime's state ($RT list)" '^ID' sh -c \
     "out=\$('$RT' --root '$RT_ROOT/k8s.io' list 2>&1); echo \"\$out\"; [ \$(printf '%s\n' \"\$out\" | wc -l) -le 1 ]"
 step "stop containerd (by pid)" stop_containerd
-expect "no shim of this containerd instance is left" '^none$' sh -c 'echo "${1:-none}"' _ "$(shim_pids)"
+expect "no shim of this containerd instance is left" '^none$' sh -c 'echo "${1:-none}"' _ "$(shim_pids "$SOCK")"
 
 e2e_finish

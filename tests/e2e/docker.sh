@@ -76,7 +76,7 @@ stop_pid() {
 # shim of this containerd still alive and the processes left in our cgroups (all by pid), the mounts under
 # the work dir, our cgroups, the shims' sockets and the /run directories we created.
 cleanup_docker() {
-    local id pid f sockets=()
+    local id f sockets=()
     if [ -S "$DSOCK" ]; then
         for id in $(d ps -aq 2>/dev/null); do d rm -f "$id"; done
     fi
@@ -86,20 +86,11 @@ cleanup_docker() {
     done
     stop_pid "${CONTAINERD_PID:-}" 5
     wait 2>/dev/null
-    for f in /proc/[0-9]*; do
-        tr '\0' ' ' <"$f/cmdline" 2>/dev/null | grep -q -- "containerd-shim-runc-v2 .*-address $CSOCK" &&
-            kill -KILL "${f#/proc/}" 2>/dev/null
-    done
-    for f in /sys/fs/cgroup/pids/"$CGP"/*/cgroup.procs; do
-        [ -f "$f" ] || continue
-        for pid in $(cat "$f"); do kill -KILL "$pid" 2>/dev/null; done
-    done
+    kill_shims "$CSOCK"
+    kill_cgroup_children "$CGP"
     sleep 0.2
-    awk -v w="$W" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-        while read -r f; do umount -l "$f"; done
-    for f in /sys/fs/cgroup/*/"$CGP" /sys/fs/cgroup/unified/"$CGP"; do
-        [ -d "$f" ] && find "$f" -depth -type d -exec rmdir {} \; 2>/dev/null
-    done
+    unmount_under "$W"
+    remove_cgroup_tree "$CGP"
     for f in "${sockets[@]}"; do rm -f "$f"; done
     [ "$run_containerd_existed" = 1 ] || rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null
     [ "$run_docker_existed" = 1 ] || rmdir /run/docker/plugins /run/docker 2>/dev/null

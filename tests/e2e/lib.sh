@@ -24,6 +24,10 @@ e2e_init() {
     case ${AMPHI_E2E_IMAGES:-/} in /*) ;; *) AMPHI_E2E_IMAGES=$PWD/$AMPHI_E2E_IMAGES ;; esac
     [ -x "$E2E_RUNTIME" ] || { echo "runtime $E2E_RUNTIME is not an executable (cargo build first)" >&2; exit 2; }
     trap e2e_cleanup EXIT
+    # A signal ends the script through `exit`, so the EXIT trap cleans up (podman handles SIGINT itself:
+    # without this bash would carry on after Ctrl-C).
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     # Engines' helpers write into their working directory (conmon leaves an `oom` marker file there
     # after an OOM kill): run them from the work dir, which is removed at exit.
     cd "$E2E_WORK" || exit 2
@@ -34,6 +38,8 @@ defer() { E2E_CLEANUP+=("$*"); }
 
 e2e_cleanup() {
     local i
+    # Cleanup must not be cut short: a second signal would leave daemons, mounts or cgroups behind.
+    trap '' INT TERM HUP
     for ((i = ${#E2E_CLEANUP[@]} - 1; i >= 0; i--)); do
         eval "${E2E_CLEANUP[$i]}" >/dev/null 2>&1 || true
     done
@@ -83,6 +89,49 @@ e2e_images() {
     if [ -n "${AMPHI_E2E_IMAGES:-}" ]; then E2E_IMAGES=$AMPHI_E2E_IMAGES; return; fi
     E2E_IMAGES=$E2E_WORK/images
     "$E2E_REPO/tests/e2e/images.sh" "$E2E_IMAGES" >&2
+}
+
+# unmount_under DIR: lazily unmount every mount at or below DIR, deepest first.
+unmount_under() {
+    local m
+    awk -v w="$1" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+        while read -r m; do umount -l "$m"; done
+    return 0
+}
+
+# remove_cgroup_tree PATH: remove the cgroup PATH (with or without a leading /) and everything below it,
+# depth first, in every hierarchy (v1 controllers, a hybrid host's cgroup2 dir, a pure-v2 root).
+remove_cgroup_tree() {
+    local d p=${1#/}
+    for d in /sys/fs/cgroup/*/"$p" /sys/fs/cgroup/"$p"; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+    return 0
+}
+
+# kill_cgroup_children PATH: SIGKILL every process in the child cgroups of PATH (pids hierarchy, v1).
+kill_cgroup_children() {
+    local f pid
+    for f in /sys/fs/cgroup/pids/"${1#/}"/*/cgroup.procs; do
+        [ -f "$f" ] || continue
+        for pid in $(cat "$f"); do kill -KILL "$pid" 2>/dev/null; done
+    done
+    return 0
+}
+
+# shim_pids SOCKET: the pids of containerd shims started for the containerd listening at SOCKET (their
+# command line has `-address SOCKET`); kill_shims SOCKET sends them SIGKILL.
+shim_pids() {
+    local d
+    for d in /proc/[0-9]*; do
+        case $(cat "$d/comm" 2>/dev/null) in containerd-shim*) ;; *) continue ;; esac
+        tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qxF -- "$1" && echo "${d#/proc/}"
+    done
+}
+kill_shims() {
+    local p
+    for p in $(shim_pids "$1"); do kill -KILL "$p" 2>/dev/null; done
+    return 0
 }
 
 # e2e_finish: print the counts; non-zero status when a step failed.

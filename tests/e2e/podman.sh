@@ -24,9 +24,6 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init podman
-# podman handles SIGINT itself, so bash would carry on after Ctrl-C: exit (running the cleanup) instead.
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 for tool in podman conmon script; do
     command -v "$tool" >/dev/null || { echo "podman.sh: $tool is missing (apt-get install podman)" >&2; exit 2; }
@@ -67,13 +64,6 @@ prun() { podman run --cgroup-parent "$CG" "$@"; }
 
 # Cleanup, in reverse order of these lines: containers and pods, then stray processes of this run, mounts
 # under the work dir, and the cgroup tree (depth first, every hierarchy).
-cleanup_cgroups() {
-    local d
-    for d in /sys/fs/cgroup/*"$CG" /sys/fs/cgroup"$CG"; do
-        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-    done
-    return 0
-}
 # our_pids: processes of this run (conmon, podman's "container cleanup" exit commands): their command
 # line names a path in the work dir. (The pattern's "[/]" keeps grep's own command line from matching.)
 our_pids() { grep -l "${E2E_WORK//./\\.}[/]" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3; }
@@ -82,9 +72,6 @@ cleanup_processes() {
     wait_until 10 test -z "$(our_pids)"
     for p in $(our_pids); do kill -9 "$p" 2>/dev/null; done
     return 0
-}
-cleanup_mounts() {
-    awk -v w="$E2E_WORK" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
 }
 # podman writes two host paths whatever its configuration (c/image's blob-info cache and netavark's run
 # dir); remove the ones this run created.
@@ -100,8 +87,8 @@ cleanup_host_paths() {
     return 0
 }
 defer cleanup_host_paths
-defer cleanup_cgroups
-defer cleanup_mounts
+defer remove_cgroup_tree "$CG"
+defer unmount_under "$E2E_WORK"
 defer cleanup_processes
 defer "podman rm --all --force --time 0"
 defer "podman pod rm --all --force --time 0"
@@ -312,7 +299,7 @@ leftovers() {
     pm rm --all --force --time 0 >/dev/null 2>&1
     left=$(pm ps -a -q; pm pod ps -q)
     [ -z "$left" ] || { echo "podman still lists: $left"; return 1; }
-    cleanup_cgroups
+    remove_cgroup_tree "$CG"
     left=$(find /sys/fs/cgroup -maxdepth 3 -name "$(basename "$CG")")
     [ -z "$left" ] || { echo "cgroups left: $left"; return 1; }
     left=$(grep -F "$E2E_WORK" /proc/self/mountinfo)
