@@ -148,7 +148,8 @@ pub fn locked_flags(path: &Path) -> MsFlags {
             (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
             (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
             (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            // ST_RELATIME (statvfs(3), 4096): musl's headers, and so nix on musl, lack the name.
+            (FsFlags::from_bits_retain(4096), MsFlags::MS_RELATIME),
         ] {
             if f.contains(a) {
                 out |= b;

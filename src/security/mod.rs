@@ -12,31 +12,32 @@ use std::collections::HashSet;
 use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
+use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{
     Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimitType, Process, User,
 };
 
-/// The resource number of an rlimit type (getrlimit(2)).
-pub fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+/// The resource of an rlimit type (getrlimit(2)).
+pub fn rlimit_resource(t: PosixRlimitType) -> Resource {
     match t {
-        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
-        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
-        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
-        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
-        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
-        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
-        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
-        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
-        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
-        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
-        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
-        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
-        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+        PosixRlimitType::RlimitCpu => Resource::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => Resource::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => Resource::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => Resource::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => Resource::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => Resource::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => Resource::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => Resource::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => Resource::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => Resource::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => Resource::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => Resource::RLIMIT_RTTIME,
     }
 }
 
@@ -46,14 +47,7 @@ pub fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 /// `process.rlimits[i]`.
 pub fn set_rlimits(rlimits: &[PosixRlimit]) -> anyhow::Result<()> {
     for (i, r) in rlimits.iter().enumerate() {
-        let lim = libc::rlimit {
-            rlim_cur: r.soft(),
-            rlim_max: r.hard(),
-        };
-        // SAFETY: `lim` is a valid, initialised rlimit that outlives the call; setrlimit only reads it.
-        let rc = unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
+        if let Err(e) = setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()) {
             anyhow::bail!(
                 "process.rlimits[{i}]: set {} to soft {} hard {}: {e}",
                 r.typ(),
