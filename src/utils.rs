@@ -58,6 +58,72 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// Sends SIGKILL to the process `pid` that started at `start_time` and waits until it has exited (a
+/// zombie counts as exited), at most `timeout`. Returns true when it is gone.
+///
+/// Through a pidfd (pidfd_open(2), pidfd_send_signal(2), Linux 5.3): the identity is checked after
+/// the pidfd is opened, so neither the signal nor the wait can reach a process that reused the pid,
+/// and the wait wakes the moment the process exits (poll(2) on the pidfd) instead of polling
+/// `/proc`. Kernels without pidfds fall back to kill(2) and a 1 ms poll of `/proc/<pid>/stat`.
+pub fn kill_and_wait(pid: i32, start_time: u64, timeout: std::time::Duration) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::time::Instant;
+    if !process_alive(pid, start_time) {
+        return true;
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw >= 0 {
+        // SAFETY: `raw` is a new pidfd returned to us above and owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        if !process_alive(pid, start_time) {
+            return true;
+        }
+        // SAFETY: the fd is a valid pidfd; a null siginfo means "as kill(2)"; flags must be 0.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: `pfd` is one valid pollfd that outlives the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if n > 0 {
+                return true;
+            }
+            let interrupted =
+                n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+            if !interrupted || left.is_zero() {
+                return !process_alive(pid, start_time);
+            }
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + timeout;
+    while process_alive(pid, start_time) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}
+
 /// Makes `path` absolute against the current working directory, without touching the file system.
 pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     if path.is_absolute() {

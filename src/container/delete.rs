@@ -1,14 +1,11 @@
 //! `delete`: stop what is left of a container and remove its cgroup and state.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use std::time::Duration;
 
 use super::state::{ContainerDir, State, Status};
 use crate::cgroups::ContainerCgroup;
-use crate::utils::process_alive;
+use crate::utils::kill_and_wait;
 
 /// Kills the init process (if alive), waits for it to go (up to 10 s), and removes the cgroup.
 ///
@@ -20,13 +17,7 @@ pub fn destroy(state: &State) -> anyhow::Result<()> {
             let _ = ContainerCgroup::open(path).and_then(|cg| cg.set_frozen(false));
         }
     }
-    if process_alive(state.pid, state.pid_start_time) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(state.pid), Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while process_alive(state.pid, state.pid_start_time) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
+    kill_and_wait(state.pid, state.pid_start_time, Duration::from_secs(10));
     if let Some(path) = &state.cgroup_path {
         ContainerCgroup::open(path)?.destroy()?;
     }
