@@ -318,13 +318,19 @@ impl ContainerCgroup {
         Ok(())
     }
 
+    /// Moves the calling process into `dirs`, directories of this cgroup (see [`join_current`]).
+    ///
+    /// Errors: a write fails, named with the cgroup.
+    pub fn join(&self, dirs: &[PathBuf]) -> anyhow::Result<()> {
+        join_current(dirs).map_err(|(_, e)| cg_err("add process", &self.path, e))
+    }
+
     /// Moves process `pid` (0: the caller, see [`join_current`]) into the cgroup in every hierarchy.
     ///
     /// Errors: a `cgroup.procs` write fails.
     pub fn add(&mut self, pid: i32) -> anyhow::Result<()> {
         if pid == 0 {
-            return join_current(&self.dirs())
-                .map_err(|(_, e)| cg_err("add process", &self.path, e));
+            return self.join(&self.dirs());
         }
         for dir in self.dirs() {
             std::fs::write(dir.join("cgroup.procs"), pid.to_string())

@@ -771,7 +771,8 @@ fn delete_after_exit_leaves_no_cgroup() {
 
 /// init and an exec'd process are members of the container's cgroup in every hierarchy, as the
 /// host sees it in /proc/<pid>/cgroup: each v1 hierarchy (joined through `tasks`) and the cgroup2
-/// mount (through `cgroup.procs`); each hierarchy's cgroup.procs lists exactly these two.
+/// mount (born there: clone3 with CLONE_INTO_CGROUP); each hierarchy's cgroup.procs lists exactly
+/// these two.
 #[test]
 fn init_and_exec_are_in_every_hierarchy() {
     let b = Bundle::new("joinall", &["sleep", "1000"]);

@@ -81,9 +81,11 @@ pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
 pub fn spawn(cfg: &mut ExecConfig) -> anyhow::Result<i32> {
     let (parent_ch, child_ch) = Channel::pair()?;
     // SAFETY: amphi is single-threaded here, so the child may run any code.
-    let child = match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork: {e}"))? {
+    let (forked, to_join) = unsafe { super::fork::fork_for_cgroup(&cfg.cgroup_dirs) }?;
+    let child = match forked {
         ForkResult::Child => {
             drop(parent_ch);
+            cfg.cgroup_dirs = to_join;
             let code = match intermediate(cfg, &child_ch) {
                 Ok(()) => 0,
                 Err(e) => {

@@ -51,8 +51,8 @@ fn write_time_offsets(cfg: &InitConfig) -> anyhow::Result<()> {
 fn steps(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     // The cgroup is joined first: before a new cgroup namespace is made (so it becomes the
     // namespace's root) and while still root in the host's user namespace.
-    if let Some(cg) = cfg.cgroup.as_mut() {
-        cg.add(0)?;
+    if let Some(cg) = cfg.cgroup.as_ref() {
+        cg.join(&cfg.cgroup_join)?;
     }
     let ns = &cfg.namespaces;
     if ns.joins_user() {

@@ -2,11 +2,13 @@
 //! [`intermediate`], which enters the namespaces and forks [`init`], which builds the rootfs, applies
 //! the process attributes, reports ready over the [`channel`] and waits for `start`.
 //!
-//! No process re-executes amphi's binary: the children are plain forks and share the parent's
+//! No process re-executes amphi's binary: the children are forks (the intermediate is born in the
+//! container's cgroup2 directory where the kernel can, see [`fork`]) and share the parent's
 //! already-validated config.
 
 pub mod channel;
 pub mod exec;
+pub mod fork;
 pub mod init;
 pub mod intermediate;
 pub mod parent;
@@ -37,6 +39,9 @@ pub struct InitConfig {
     pub namespaces: NamespacePlan,
     /// The cgroup the intermediate joins before any namespace is unshared.
     pub cgroup: Option<ContainerCgroup>,
+    /// The directories of `cgroup` the intermediate still joins itself: set in the intermediate
+    /// right after the fork, without the cgroup2 directory it was born in (see [`fork`]).
+    pub cgroup_join: Vec<PathBuf>,
     /// How to build the container's `cgroup` mount.
     pub cgroup_mount: CgroupMount,
     /// Connected console socket, when `process.terminal` is set.

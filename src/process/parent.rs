@@ -2,7 +2,7 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 
 use super::channel::{Channel, Msg};
 use super::{exit_child, intermediate, InitConfig};
@@ -22,10 +22,13 @@ pub fn spawn(
     runtime_hooks: &mut dyn FnMut(i32) -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
     let (parent_ch, child_ch) = Channel::pair()?;
+    let dirs = cfg.cgroup.as_ref().map(|c| c.dirs()).unwrap_or_default();
     // SAFETY: amphi is single-threaded when it creates a container, so the child may run any code.
-    let child = match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork: {e}"))? {
+    let (forked, to_join) = unsafe { super::fork::fork_for_cgroup(&dirs) }?;
+    let child = match forked {
         ForkResult::Child => {
             drop(parent_ch);
+            cfg.cgroup_join = to_join;
             let code = intermediate::run(cfg, &child_ch);
             exit_child(code);
         }
