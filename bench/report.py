@@ -29,14 +29,19 @@ ms = lambda s: s * 1000.0
 
 
 def load(view, name):
-    p = f"{out}/{view}--{name}.json"
-    if not os.path.exists(p):
-        return []
+    """The runs of every round of a group (files <view>--<name>.r<N>.json), pooled per command."""
+    times, order = {}, []
+    for p in sorted(glob.glob(f"{out}/{view}--{name}.r*.json")):
+        for r in json.load(open(p))["results"]:
+            if r["command"] not in times:
+                order.append(r["command"])
+            times.setdefault(r["command"], []).extend(r["times"])
     rows = []
-    for r in json.load(open(p))["results"]:
-        rows.append({"command": r["command"], "median_ms": ms(r["median"]), "mean_ms": ms(r["mean"]),
-                     "sd_ms": ms(r["stddev"] or 0.0), "min_ms": ms(r["min"]), "max_ms": ms(r["max"]),
-                     "runs": len(r["times"])})
+    for c in order:
+        t = times[c]
+        rows.append({"command": c, "median_ms": ms(statistics.median(t)), "mean_ms": ms(statistics.mean(t)),
+                     "sd_ms": ms(statistics.stdev(t)) if len(t) > 1 else 0.0, "min_ms": ms(min(t)),
+                     "max_ms": ms(max(t)), "runs": len(t)})
     return rows
 
 
@@ -141,7 +146,9 @@ md += ["How: every runtime gets the same bundle (busybox-static rootfs shared re
        "namespace (`unshare -m`) where /sys/fs/cgroup/unified (cgroup2, hugetlb only) is unmounted: everyone "
        "sees plain cgroup v1 and uses the same v1 controllers. **hybrid** view: the unchanged host, amphi and "
        "runc only (crun says: `" + open(f"{out}/crun-hybrid.txt").read().strip().replace("\n", " ")[:120] + "`). "
-       "Times are whole processes (hyperfine -N, 2 warm-up runs); ratio = median / median of the reference "
+       f"Times are whole processes (hyperfine -N, 2 warm-up runs), in {os.environ.get('rounds', '1')} rounds "
+       "of every group, each round starting with another runtime, all runs of all rounds pooled (so a busy spell "
+       "of the shared machine lands on every runtime alike); ratio = median / median of the reference "
        "row (amphi, or amphi's Linux hello for the Wasm rows) in the same group and view.", ""]
 if failures:
     md += ["**Failures:**", ""] + [f"- {x}" for x in failures] + [""]

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # amphi vs runc vs crun on the same bundles, in one run. As root, from anywhere:
 #   bench/run.sh [RUNS]          (RUNS per hyperfine command, default 30)
-# Env: CONC (containers in the concurrent test, default 50), CONC_RUNS (default 5), RSS_RUNS (default 10),
+# Env: ROUNDS (default 3: the timed groups are run that many times, each round starting with another
+#      runtime, and the runs of all rounds are pooled, so that a busy spell of a shared machine lands on
+#      every runtime alike), CONC (containers in the concurrent test, default 50), CONC_RUNS (default 5),
+#      RSS_RUNS (default 10),
 #      AMPHI (use this binary instead of building target/release/amphi), SKIP_CALLGRIND=1.
 # Writes bench/results/<date>.md (tables), <date>.json (all figures) and <date>.png (chart).
 #
@@ -33,14 +36,21 @@ delete_all() { # runtime: force-delete every container in its --root
     done
 }
 fail() { echo "FAILED: $*" | tee -a "$out/failures.txt" >&2; }
-hf() { # name hyperfine-args... -> $out/<view>--<name>.json
+rotate() { # round word... -> the words rotated left by round-1 (each round starts with another runtime)
+    local k=$(($1 - 1)) n
+    shift
+    n=$#
+    local a=("$@")
+    for ((i = 0; i < n; i++)); do echo "${a[$(((i + k) % n))]}"; done
+}
+hf() { # name hyperfine-args... -> $out/<view>--<name>.r<round>.json
     local name=$1
     shift
     echo "  hyperfine $view/$name" >&2
-    hyperfine -N --style basic --warmup 2 --runs "$runs" --export-json "$out/$view--$name.json" "$@" \
-        >"$out/$view--$name.log" 2>&1 || {
+    hyperfine -N --style basic --warmup 2 --runs "$runs" --export-json "$out/$view--$name.r$round.json" "$@" \
+        >"$out/$view--$name.r$round.log" 2>&1 || {
         fail "hyperfine $view/$name (see log below)"
-        tail -5 "$out/$view--$name.log" >&2
+        tail -5 "$out/$view--$name.r$round.log" >&2
     }
 }
 
@@ -93,18 +103,22 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
     for b in $(command -v crun) $(command -v runc); do mount --bind "$b" "$b" && mount -o remount,bind,ro "$b" "$b"; done
     rts=(amphi runc crun)
 
-    echo "== legacy view: lifecycle (amphi runc crun)" >&2
-    lifecycle_groups "${rts[@]}"
-
-    echo "== wasm hello vs linux hello (amphi)" >&2
     rm -rf "$work/cache-warm"
-    hf wasm -n "amphi linux hello" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-hello h" \
-        -n "amphi wasm hello, cold" --prepare "rm -rf $work/cache-cold" "$(rt_cmd amphi-cold) run -b $work/bundles/amphi-wasm w" \
-        -n "amphi wasm hello, cached" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-wasm w"
-    delete_all amphi
+    for round in $(seq 1 "$rounds"); do
+        mapfile -t order < <(rotate "$round" "${rts[@]}")
+        echo "== legacy view, round $round/$rounds: lifecycle (${order[*]})" >&2
+        lifecycle_groups "${order[@]}"
 
-    echo "== binary start-up (--version)" >&2
-    hf version -n amphi "$amphi --version" -n runc "runc --version" -n crun "crun --version"
+        echo "== wasm hello vs linux hello (amphi)" >&2
+        hf wasm -n "amphi linux hello" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-hello h" \
+            -n "amphi wasm hello, cold" --prepare "rm -rf $work/cache-cold" "$(rt_cmd amphi-cold) run -b $work/bundles/amphi-wasm w" \
+            -n "amphi wasm hello, cached" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-wasm w"
+        delete_all amphi
+
+        echo "== binary start-up (--version)" >&2
+        hf version -n amphi "$amphi --version" -n runc "runc --version" -n crun "crun --version"
+    done
+    round=1
 
     echo "== $conc concurrent containers" >&2
     for r in "${rts[@]}"; do
@@ -190,7 +204,7 @@ for t in hyperfine runc crun valgrind gnuplot python3 unshare perf busybox; do
 done
 [ -x /usr/bin/time ] || { echo "missing: GNU time (apt-get install time)" >&2; exit 1; }
 runs=${1:-30}
-conc=${CONC:-50} conc_runs=${CONC_RUNS:-5} rss_runs=${RSS_RUNS:-10}
+conc=${CONC:-50} conc_runs=${CONC_RUNS:-5} rss_runs=${RSS_RUNS:-10} rounds=${ROUNDS:-3}
 amphi=${AMPHI:-$repo/target/release/amphi}
 if [ -z "${AMPHI:-}" ]; then
     (cd "$repo" && cargo build --release) || {
@@ -218,7 +232,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-export work out amphi runs conc conc_runs rss_runs
+export work out amphi runs conc conc_runs rss_runs rounds
 
 # Bundles: one busybox rootfs and one Wasm rootfs shared (read-only) by all bundles; per runtime and use
 # its own cgroupsPath under /amphi-bench/. ociVersion 1.0.2 because crun 1.8 refuses newer versions.
@@ -258,7 +272,12 @@ PY
 
 echo "== hybrid view (the host as it is): lifecycle (amphi runc; crun refuses this host)" >&2
 view=hybrid
-lifecycle_groups amphi runc
+for round in $(seq 1 "$rounds"); do
+    mapfile -t order < <(rotate "$round" amphi runc)
+    echo "   round $round/$rounds (${order[*]})" >&2
+    lifecycle_groups "${order[@]}"
+done
+round=1
 crun --root "$work/root/crun" run -b "$work/bundles/crun-hello" h >"$out/crun-hybrid.txt" 2>&1 || true
 
 unshare -m --propagation private env AMPHI_BENCH_INNER=1 bash "$0" "$runs"
