@@ -145,6 +145,7 @@ mod tests {
         // SAFETY: a child, should the kernel ever create one, only calls _exit.
         match unsafe { fork_into_cgroup(tmp.as_fd()) } {
             None => {}
+            // SAFETY: _exit(2) ends the (unexpected) child at once, touching no shared state.
             Some(ForkResult::Child) => unsafe { libc::_exit(0) },
             Some(ForkResult::Parent { child }) => {
                 let _ = nix::sys::wait::waitpid(child, None);
