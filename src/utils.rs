@@ -64,15 +64,19 @@ pub fn process_alive(pid: i32, start_time: u64) -> bool {
 /// Through a pidfd (pidfd_open(2), pidfd_send_signal(2), Linux 5.3): the identity is checked after
 /// the pidfd is opened, so neither the signal nor the wait can reach a process that reused the pid,
 /// and the wait wakes the moment the process exits (poll(2) on the pidfd) instead of polling
-/// `/proc`. Kernels without pidfds fall back to kill(2) and a 1 ms poll of `/proc/<pid>/stat`.
+/// `/proc`. Where pidfds are missing or refused, kill(2) and a 1 ms poll of `/proc/<pid>/stat`.
 pub fn kill_and_wait(pid: i32, start_time: u64, timeout: std::time::Duration) -> bool {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::time::Instant;
     if !process_alive(pid, start_time) {
         return true;
     }
+    let last_errno = || std::io::Error::last_os_error().raw_os_error();
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is passed.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 && last_errno() == Some(libc::ESRCH) {
+        return true; // exited and reaped since the check above
+    }
     if raw >= 0 {
         // SAFETY: `raw` is a new pidfd returned to us above and owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
@@ -80,7 +84,7 @@ pub fn kill_and_wait(pid: i32, start_time: u64, timeout: std::time::Duration) ->
             return true;
         }
         // SAFETY: the fd is a valid pidfd; a null siginfo means "as kill(2)"; flags must be 0.
-        unsafe {
+        let sent = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 fd.as_raw_fd(),
@@ -89,6 +93,10 @@ pub fn kill_and_wait(pid: i32, start_time: u64, timeout: std::time::Duration) ->
                 0,
             )
         };
+        if sent < 0 && last_errno() != Some(libc::ESRCH) {
+            // Refused (a seccomp filter, an old kernel): signal and wait the plain way below.
+            return kill_and_poll(pid, start_time, timeout);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -109,6 +117,15 @@ pub fn kill_and_wait(pid: i32, start_time: u64, timeout: std::time::Duration) ->
                 return !process_alive(pid, start_time);
             }
         }
+    }
+    kill_and_poll(pid, start_time, timeout)
+}
+
+/// [`kill_and_wait`] without pidfds: kill(2), then a 1 ms poll of `/proc/<pid>/stat`.
+fn kill_and_poll(pid: i32, start_time: u64, timeout: std::time::Duration) -> bool {
+    use std::time::Instant;
+    if !process_alive(pid, start_time) {
+        return true;
     }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -144,5 +161,53 @@ mod tests {
         assert!(state != 'Z' && state != 'X', "{state}");
         assert!(process_alive(std::process::id() as i32, start));
         assert!(!process_alive(std::process::id() as i32, start + 1));
+    }
+
+    #[test]
+    fn kill_and_wait_kills_only_the_process_it_names() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (start, _) = proc_stat(pid).unwrap();
+        // Another start time names another process, which is gone: this one is left alone.
+        assert!(kill_and_wait(
+            pid,
+            start + 1,
+            std::time::Duration::from_millis(50)
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(process_alive(pid, start));
+        // The right one is killed, and the wait ends once it has exited (a zombie until reaped).
+        let t = std::time::Instant::now();
+        assert!(kill_and_wait(
+            pid,
+            start,
+            std::time::Duration::from_secs(10)
+        ));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(!process_alive(pid, start));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // Reaped: nothing left to wait for.
+        assert!(kill_and_wait(pid, start, std::time::Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn kill_and_poll_kills_and_waits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (start, _) = proc_stat(pid).unwrap();
+        assert!(kill_and_poll(
+            pid,
+            start,
+            std::time::Duration::from_secs(10)
+        ));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 }
