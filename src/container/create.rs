@@ -259,7 +259,7 @@ fn create_in(
             } else {
                 None
             },
-            cgroup_join: Vec::new(),
+            cgroup_join: None,
             console,
             start_listener,
             preserve_fds: opts.preserve_fds.saturating_add(opts.listen_fds),

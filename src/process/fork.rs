@@ -141,7 +141,8 @@ mod tests {
 
     #[test]
     fn a_directory_that_is_no_cgroup_is_refused_without_a_child() {
-        let tmp = std::fs::File::open(tempfile::tempdir().unwrap().path()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = std::fs::File::open(dir.path()).unwrap();
         // SAFETY: a child, should the kernel ever create one, only calls _exit.
         match unsafe { fork_into_cgroup(tmp.as_fd()) } {
             None => {}

@@ -52,7 +52,10 @@ fn steps(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     // The cgroup is joined first: before a new cgroup namespace is made (so it becomes the
     // namespace's root) and while still root in the host's user namespace.
     if let Some(cg) = cfg.cgroup.as_ref() {
-        cg.join(&cfg.cgroup_join)?;
+        match &cfg.cgroup_join {
+            Some(dirs) => cg.join(dirs)?,
+            None => cg.join(&cg.dirs())?,
+        }
     }
     let ns = &cfg.namespaces;
     if ns.joins_user() {

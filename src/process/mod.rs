@@ -40,8 +40,9 @@ pub struct InitConfig {
     /// The cgroup the intermediate joins before any namespace is unshared.
     pub cgroup: Option<ContainerCgroup>,
     /// The directories of `cgroup` the intermediate still joins itself: set in the intermediate
-    /// right after the fork, without the cgroup2 directory it was born in (see [`fork`]).
-    pub cgroup_join: Vec<PathBuf>,
+    /// right after the fork, without the cgroup2 directory it was born in (see [`fork`]); `None`:
+    /// all of them.
+    pub cgroup_join: Option<Vec<PathBuf>>,
     /// How to build the container's `cgroup` mount.
     pub cgroup_mount: CgroupMount,
     /// Connected console socket, when `process.terminal` is set.

@@ -28,7 +28,7 @@ pub fn spawn(
     let child = match forked {
         ForkResult::Child => {
             drop(parent_ch);
-            cfg.cgroup_join = to_join;
+            cfg.cgroup_join = Some(to_join);
             let code = intermediate::run(cfg, &child_ch);
             exit_child(code);
         }
