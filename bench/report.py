@@ -45,6 +45,7 @@ def load(view, name):
     return rows
 
 
+rounds = len({m.group(1) for p in glob.glob(f"{out}/*--*.r*.json") if (m := re.search(r"\.r(\d+)\.json$", p))})
 timings = []
 for view in ("legacy", "hybrid"):
     for name, label, ref in GROUPS:
@@ -146,7 +147,7 @@ md += ["How: every runtime gets the same bundle (busybox-static rootfs shared re
        "namespace (`unshare -m`) where /sys/fs/cgroup/unified (cgroup2, hugetlb only) is unmounted: everyone "
        "sees plain cgroup v1 and uses the same v1 controllers. **hybrid** view: the unchanged host, amphi and "
        "runc only (crun says: `" + open(f"{out}/crun-hybrid.txt").read().strip().replace("\n", " ")[:120] + "`). "
-       f"Times are whole processes (hyperfine -N, 2 warm-up runs), in {os.environ.get('rounds', '1')} rounds "
+       f"Times are whole processes (hyperfine -N, 2 warm-up runs), in {rounds} rounds "
        "of every group, each round starting with another runtime, all runs of all rounds pooled (so a busy spell "
        "of the shared machine lands on every runtime alike); ratio = median / median of the reference "
        "row (amphi, or amphi's Linux hello for the Wasm rows) in the same group and view.", ""]

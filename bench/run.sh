@@ -110,15 +110,24 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
         lifecycle_groups "${order[@]}"
 
         echo "== wasm hello vs linux hello (amphi)" >&2
-        hf wasm -n "amphi linux hello" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-hello h" \
-            -n "amphi wasm hello, cold" --prepare "rm -rf $work/cache-cold" "$(rt_cmd amphi-cold) run -b $work/bundles/amphi-wasm w" \
-            -n "amphi wasm hello, cached" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-wasm w"
+        args=()
+        for w in $(rotate "$round" linux cold cached); do
+            case $w in
+            linux) args+=(-n "amphi linux hello" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-hello h") ;;
+            cold) args+=(-n "amphi wasm hello, cold" --prepare "rm -rf $work/cache-cold" "$(rt_cmd amphi-cold) run -b $work/bundles/amphi-wasm w") ;;
+            cached) args+=(-n "amphi wasm hello, cached" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-wasm w") ;;
+            esac
+        done
+        hf wasm "${args[@]}"
         delete_all amphi
 
         echo "== binary start-up (--version)" >&2
-        hf version -n amphi "$amphi --version" -n runc "runc --version" -n crun "crun --version"
+        args=()
+        for r in "${order[@]}"; do
+            case $r in amphi) args+=(-n amphi "$amphi --version") ;; *) args+=(-n "$r" "$r --version") ;; esac
+        done
+        hf version "${args[@]}"
     done
-    round=1
 
     echo "== $conc concurrent containers" >&2
     for r in "${rts[@]}"; do
@@ -205,6 +214,7 @@ done
 [ -x /usr/bin/time ] || { echo "missing: GNU time (apt-get install time)" >&2; exit 1; }
 runs=${1:-30}
 conc=${CONC:-50} conc_runs=${CONC_RUNS:-5} rss_runs=${RSS_RUNS:-10} rounds=${ROUNDS:-3}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive number, not '$rounds'" >&2; exit 1; }
 amphi=${AMPHI:-$repo/target/release/amphi}
 if [ -z "${AMPHI:-}" ]; then
     (cd "$repo" && cargo build --release) || {
@@ -277,7 +287,6 @@ for round in $(seq 1 "$rounds"); do
     echo "   round $round/$rounds (${order[*]})" >&2
     lifecycle_groups "${order[@]}"
 done
-round=1
 crun --root "$work/root/crun" run -b "$work/bundles/crun-hello" h >"$out/crun-hybrid.txt" 2>&1 || true
 
 unshare -m --propagation private env AMPHI_BENCH_INNER=1 bash "$0" "$runs"
