@@ -187,7 +187,7 @@ impl ContainerCgroup {
                 };
                 v2::create_dir(root, &self.path)?;
             } else {
-                std::fs::create_dir_all(&dir).map_err(|e| cg_err("create", &self.path, e))?;
+                create_dir_all_retry(&dir).map_err(|e| cg_err("create", &self.path, e))?;
             }
         }
         if let Some(cpuset) = self.controller_dir("cpuset").filter(|_| !self.manager.v2()) {
@@ -495,6 +495,24 @@ impl ContainerCgroup {
     /// The cgroup2 directory of this cgroup on a hybrid host.
     pub fn hybrid_unified_dir(&self) -> Option<&Path> {
         self.unified.as_deref()
+    }
+}
+
+/// How often a cgroup directory is made again when a parent vanished meanwhile.
+const CREATE_ATTEMPTS: usize = 5;
+
+/// `create_dir_all`, made again when it fails with ENOENT: a parent directory can vanish between
+/// two of its mkdirs when another runtime, engine or container's cleanup removes a shared parent
+/// that was empty for a moment (seen with parallel containers under one parent).
+fn create_dir_all_retry(dir: &Path) -> std::io::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
 }
 

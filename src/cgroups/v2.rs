@@ -35,21 +35,30 @@ pub fn controllers(dir: &Path) -> Vec<String> {
 pub fn create_dir(root: &Path, rel: &str) -> anyhow::Result<Vec<PathBuf>> {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     let mut created = Vec::new();
-    let mut dir = root.to_path_buf();
-    for (i, part) in parts.iter().enumerate() {
-        let parent = dir.clone();
-        dir.push(part);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => created.push(dir.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => anyhow::bail!("cgroup {}: create: {e}", dir.display()),
+    // A parent that vanishes between two mkdirs (another cleanup removed it while it was empty for
+    // a moment) makes the walk start again from the root, a few times.
+    let mut attempts = 5;
+    'walk: loop {
+        let mut dir = root.to_path_buf();
+        for (i, part) in parts.iter().enumerate() {
+            let parent = dir.clone();
+            dir.push(part);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => created.push(dir.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts > 1 => {
+                    attempts -= 1;
+                    continue 'walk;
+                }
+                Err(e) => anyhow::bail!("cgroup {}: create: {e}", dir.display()),
+            }
+            if i + 1 < parts.len() {
+                let wanted = tokens(&parent.join("cgroup.subtree_control"));
+                enable(&dir, &wanted);
+            }
         }
-        if i + 1 < parts.len() {
-            let wanted = tokens(&parent.join("cgroup.subtree_control"));
-            enable(&dir, &wanted);
-        }
+        return Ok(created);
     }
-    Ok(created)
 }
 
 /// Writes `+c` for each controller to `<dir>/cgroup.subtree_control`: all at once, else one by one
