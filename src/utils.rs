@@ -163,51 +163,41 @@ mod tests {
         assert!(!process_alive(std::process::id() as i32, start + 1));
     }
 
-    #[test]
-    fn kill_and_wait_kills_only_the_process_it_names() {
-        let mut child = std::process::Command::new("sleep")
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+
+    /// A `sleep 100` child with its pid and start time.
+    fn sleeper() -> (std::process::Child, i32, u64) {
+        let child = std::process::Command::new("sleep")
             .arg("100")
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
         let (start, _) = proc_stat(pid).unwrap();
+        (child, pid, start)
+    }
+
+    #[test]
+    fn kill_and_wait_kills_only_the_process_it_names() {
+        let (mut child, pid, start) = sleeper();
         // Another start time names another process, which is gone: this one is left alone.
-        assert!(kill_and_wait(
-            pid,
-            start + 1,
-            std::time::Duration::from_millis(50)
-        ));
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(kill_and_wait(pid, start + 1, Duration::from_millis(50)));
+        std::thread::sleep(Duration::from_millis(20));
         assert!(process_alive(pid, start));
         // The right one is killed, and the wait ends once it has exited (a zombie until reaped).
-        let t = std::time::Instant::now();
-        assert!(kill_and_wait(
-            pid,
-            start,
-            std::time::Duration::from_secs(10)
-        ));
-        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        let t = Instant::now();
+        assert!(kill_and_wait(pid, start, Duration::from_secs(10)));
+        assert!(t.elapsed() < Duration::from_secs(5));
         assert!(!process_alive(pid, start));
-        use std::os::unix::process::ExitStatusExt;
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
         // Reaped: nothing left to wait for.
-        assert!(kill_and_wait(pid, start, std::time::Duration::from_secs(1)));
+        assert!(kill_and_wait(pid, start, Duration::from_secs(1)));
     }
 
     #[test]
     fn kill_and_poll_kills_and_waits() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("100")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        let (start, _) = proc_stat(pid).unwrap();
-        assert!(kill_and_poll(
-            pid,
-            start,
-            std::time::Duration::from_secs(10)
-        ));
-        use std::os::unix::process::ExitStatusExt;
+        let (mut child, pid, start) = sleeper();
+        assert!(kill_and_poll(pid, start, Duration::from_secs(10)));
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 }
