@@ -325,20 +325,6 @@ impl ContainerCgroup {
         join_current(dirs).map_err(|(_, e)| cg_err("add process", &self.path, e))
     }
 
-    /// Moves process `pid` (0: the caller, see [`join_current`]) into the cgroup in every hierarchy.
-    ///
-    /// Errors: a `cgroup.procs` write fails.
-    pub fn add(&mut self, pid: i32) -> anyhow::Result<()> {
-        if pid == 0 {
-            return self.join(&self.dirs());
-        }
-        for dir in self.dirs() {
-            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
-                .map_err(|e| cg_err("add process", &self.path, e))?;
-        }
-        Ok(())
-    }
-
     /// Host pids of the processes in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         let Some(dir) = self.dirs().into_iter().next() else {
@@ -498,8 +484,8 @@ impl ContainerCgroup {
     }
 }
 
-/// How often a cgroup directory is made again when a parent vanished meanwhile.
-const CREATE_ATTEMPTS: usize = 5;
+/// How often a cgroup directory is made again when a parent vanished meanwhile (v1 and v2).
+pub(crate) const CREATE_ATTEMPTS: usize = 5;
 
 /// `create_dir_all`, made again when it fails with ENOENT: a parent directory can vanish between
 /// two of its mkdirs when another runtime, engine or container's cleanup removes a shared parent

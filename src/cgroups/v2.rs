@@ -37,7 +37,7 @@ pub fn create_dir(root: &Path, rel: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut created = Vec::new();
     // A parent that vanishes between two mkdirs (another cleanup removed it while it was empty for
     // a moment) makes the walk start again from the root, a few times.
-    let mut attempts = 5;
+    let mut attempts = super::CREATE_ATTEMPTS;
     'walk: loop {
         let mut dir = root.to_path_buf();
         for (i, part) in parts.iter().enumerate() {
