@@ -5,7 +5,7 @@
 #      runtime, and the runs of all rounds are pooled, so that a busy spell of a shared machine lands on
 #      every runtime alike), CONC (containers in the concurrent test, default 50), CONC_RUNS (default 5),
 #      RSS_RUNS (default 10),
-#      AMPHI (use this binary instead of building target/release/amphi), SKIP_CALLGRIND=1.
+#      AMPHI (use this binary instead of building it with examples/build-release.sh), SKIP_CALLGRIND=1.
 # Writes bench/results/<date>.md (tables), <date>.json (all figures) and <date>.png (chart).
 #
 # crun 1.8 refuses this host's hybrid cgroup layout (cgroup v1 controllers plus a cgroup2 mount at
@@ -215,12 +215,11 @@ done
 runs=${1:-30}
 conc=${CONC:-50} conc_runs=${CONC_RUNS:-5} rss_runs=${RSS_RUNS:-10} rounds=${ROUNDS:-3}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive number, not '$rounds'" >&2; exit 1; }
-amphi=${AMPHI:-$repo/target/release/amphi}
-if [ -z "${AMPHI:-}" ]; then
-    (cd "$repo" && cargo build --release) || {
-        [ -x "$amphi" ] || exit 1
-        echo "WARNING: cargo build --release failed; measuring the existing $amphi" >&2
-    }
+if [ -n "${AMPHI:-}" ]; then
+    amphi=$AMPHI
+else
+    # The static-pie release build that README installs (examples/build-release.sh prints its path).
+    amphi=$("$repo/examples/build-release.sh") || { echo "examples/build-release.sh failed" >&2; exit 1; }
 fi
 work=$(mktemp -d /tmp/amphi-bench.XXXXXX)
 out=$work/out

@@ -2,7 +2,7 @@
 # Builds a wasm example bundle.
 #   make-bundle.sh            -> examples/wasm/bundle: rootfs/hello.wat, a WASI preview 1 module as text
 #   make-bundle.sh component  -> examples/wasm/bundle-component: rootfs/hello.wasm, the same program as a
-#                                WASI preview 2 component (built by `cargo run --example make-component`)
+#                                WASI preview 2 component (the example make-component, built by examples/build-release.sh)
 # The rootfs holds only the workload (plus the mount points); the config has no annotation: amphi
 # recognises WebAssembly in process.args[0] and runs it in wasmtime.
 set -eu
@@ -17,7 +17,9 @@ fi
 rm -rf "$bundle"
 mkdir -p "$bundle/rootfs/proc" "$bundle/rootfs/dev" "$bundle/rootfs/sys" "$bundle/rootfs/tmp"
 if [ "${1:-}" = component ]; then
-    (cd "$here/../.." && cargo run -q --release --example make-component -- "$here/hello.wat" "$bundle/rootfs/hello.wasm")
+    # Built like the amphi of the quick start (examples/build-release.sh), so that the two share one build.
+    make_component=$("$here/../build-release.sh" example make-component)
+    "$make_component" "$here/hello.wat" "$bundle/rootfs/hello.wasm"
 else
     cp "$here/hello.wat" "$bundle/rootfs/hello.wat"
 fi
