@@ -138,7 +138,7 @@ json.dump(data, open(f"{results}/{stamp}.json", "w"), indent=1)
 f2 = lambda x, d=2: "-" if x is None else f"{x:.{d}f}"
 md = [f"# amphi vs runc vs crun — {stamp}", ""]
 md += [f"amphi {facts.get('amphi_version')} (commit {facts.get('amphi_commit')}; [profile.release] "
-       f"{facts.get('amphi_profile')}), {facts.get('runc_version')}, {facts.get('crun_version')}; "
+       f"{facts.get('amphi_profile')}; {facts.get('amphi_link', 'link mode unknown')}), {facts.get('runc_version')}, {facts.get('crun_version')}; "
        f"{facts.get('hyperfine_version')}; kernel {facts.get('kernel')}, {facts.get('cpus')} CPUs shared with "
        f"other jobs (load at the end: {facts.get('loadavg')}). Command: `bench/run.sh {os.environ.get('runs', '')}`.", ""]
 md += ["How: every runtime gets the same bundle (busybox-static rootfs shared read-only, `amphi spec` config "
