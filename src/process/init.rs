@@ -19,7 +19,25 @@ use crate::security;
 
 /// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
 /// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
-pub fn run(cfg: &mut InitConfig, ch: &Channel) -> ! {
+/// `gate`: the read end of the intermediate process's pipe, which receives one byte once init's pid
+/// has been reported (see `intermediate`).
+pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: OwnedFd) -> ! {
+    // One byte from the intermediate process once it has reported this process's pid; EOF when it
+    // died before that.
+    let mut byte = [0u8; 1];
+    let released = loop {
+        match nix::unistd::read(&gate, &mut byte) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break matches!(r, Ok(1)),
+        }
+    };
+    if !released {
+        let _ = ch.send(&Msg::Error(
+            "intermediate process ended before reporting init's pid".into(),
+        ));
+        exit_child(1);
+    }
+    drop(gate);
     let (late_filter, labels) = match setup(cfg, ch) {
         Ok(f) => f,
         Err(e) => {
