@@ -14,6 +14,7 @@
 # the proc-macros and build scripts, which run on the host and cannot be static.
 # Needs: Rust (rustup), gcc, libc6-dev (libc.a), libseccomp-dev (libseccomp.a).
 set -eu
+unset CDPATH # cd must print nothing: stdout is the path alone
 cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 case $host in
@@ -31,4 +32,6 @@ seccomp_a=$(gcc -print-file-name=libseccomp.a)
 # shellcheck disable=SC2086 # $what is two words
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static \
     LIBSECCOMP_LIB_PATH=$(cd "$(dirname "$seccomp_a")" && pwd -P) cargo build --release --target "$host" $what >&2
-echo "$PWD/target/$host/release/$path"
+# Where cargo put it (CARGO_TARGET_DIR or build.target-dir may move target/).
+target_dir=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+echo "${target_dir:-$PWD/target}/$host/release/$path"
