@@ -77,7 +77,12 @@ fn drive(
         user_ns::write_maps(child.as_raw(), &uid, &gid)?;
         ch.send(&Msg::MappingsWritten)?;
     }
-    let (pid, mut early) = recv_init_pid(ch)?;
+    let pid = match ch.recv()? {
+        Some(Msg::InitPid(pid)) => pid,
+        Some(Msg::Error(e)) => return Err(anyhow::anyhow!(e)),
+        Some(other) => anyhow::bail!("intermediate process: unexpected {other:?}"),
+        None => anyhow::bail!("intermediate process exited during create"),
+    };
     *init_pid = Some(pid);
     if seccomp_listener {
         ch.send(&Msg::HostPid(pid))?;
@@ -88,11 +93,7 @@ fn drive(
         Err(e) => anyhow::bail!("wait for intermediate process: {e}"),
     }
     loop {
-        let msg = match early.take() {
-            Some(m) => Some(m),
-            None => ch.recv()?,
-        };
-        match msg {
+        match ch.recv()? {
             Some(Msg::HooksPoint) => {
                 runtime_hooks(pid)?;
                 ch.send(&Msg::HooksDone(pid))?;
@@ -102,60 +103,5 @@ fn drive(
             Some(other) => anyhow::bail!("init process: unexpected {other:?}"),
             None => anyhow::bail!("init process exited during create"),
         }
-    }
-}
-
-/// Receives the intermediate process's `InitPid`, and with it init's first message if that came
-/// first: `(init pid, early message)`.
-///
-/// Init shares the channel and runs as soon as it is forked, so its first message (`HooksPoint` or
-/// `Ready`; at most one, since init then waits for the parent or for `start`) can overtake the
-/// intermediate's `InitPid` when the scheduler runs the new child first (seen with 50 concurrent
-/// creates).
-///
-/// Errors: an `Error` from either process, a closed channel, or any other message.
-fn recv_init_pid(ch: &Channel) -> anyhow::Result<(i32, Option<Msg>)> {
-    let mut early = None;
-    loop {
-        match ch.recv()? {
-            Some(Msg::InitPid(pid)) => return Ok((pid, early)),
-            Some(Msg::Error(e)) => return Err(anyhow::anyhow!(e)),
-            Some(m @ (Msg::HooksPoint | Msg::Ready)) if early.is_none() => early = Some(m),
-            Some(other) => anyhow::bail!("intermediate process: unexpected {other:?}"),
-            None => anyhow::bail!("intermediate process exited during create"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn init_message_before_init_pid_is_kept() {
-        let (parent, child) = Channel::pair().expect("socketpair");
-        child.send(&Msg::Ready).expect("send");
-        child.send(&Msg::InitPid(42)).expect("send");
-        let (pid, early) = recv_init_pid(&parent).expect("init pid");
-        assert_eq!(pid, 42);
-        assert_eq!(early, Some(Msg::Ready));
-    }
-
-    #[test]
-    fn init_pid_first_leaves_no_early_message() {
-        let (parent, child) = Channel::pair().expect("socketpair");
-        child.send(&Msg::InitPid(7)).expect("send");
-        child.send(&Msg::HooksPoint).expect("send");
-        assert_eq!(recv_init_pid(&parent).expect("init pid"), (7, None));
-        assert_eq!(parent.recv().expect("recv"), Some(Msg::HooksPoint));
-    }
-
-    #[test]
-    fn two_early_messages_are_refused() {
-        let (parent, child) = Channel::pair().expect("socketpair");
-        child.send(&Msg::HooksPoint).expect("send");
-        child.send(&Msg::Ready).expect("send");
-        let err = recv_init_pid(&parent).expect_err("two init messages before InitPid");
-        assert!(err.to_string().contains("unexpected Ready"), "{err}");
     }
 }
