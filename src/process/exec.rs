@@ -144,14 +144,27 @@ fn intermediate(cfg: &mut ExecConfig, ch: &Channel) -> anyhow::Result<()> {
         setns(fd.as_fd(), clone_flag(*t))
             .map_err(|e| anyhow::anyhow!("join {t} namespace: {e}"))?;
     }
+    // The child waits until its pid is reported: if this process dies first, the child gives up
+    // instead of running a process that `amphi exec` could neither report nor kill.
+    let gate = super::fork::Gate::new()?;
     // SAFETY: this process is single-threaded (a fork of a single-threaded parent).
     match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork: {e}"))? {
-        ForkResult::Child => run_child(cfg, ch),
-        ForkResult::Parent { child } => ch.send(&Msg::InitPid(child.as_raw())),
+        ForkResult::Child => run_child(cfg, ch, gate.child()),
+        ForkResult::Parent { child } => {
+            let gate = gate.parent();
+            ch.send(&Msg::InitPid(child.as_raw()))?;
+            gate.release()
+        }
     }
 }
 
-fn run_child(cfg: &mut ExecConfig, ch: &Channel) -> ! {
+fn run_child(cfg: &mut ExecConfig, ch: &Channel, gate: super::fork::GateWait) -> ! {
+    if !gate.wait() {
+        let _ = ch.send(&Msg::Error(
+            "intermediate process ended before reporting the process's pid".into(),
+        ));
+        exit_child(1);
+    }
     let err = match child_steps(cfg, ch) {
         Err(e) => format!("{e:#}"),
         Ok(never) => match never {},

@@ -117,6 +117,66 @@ pub unsafe fn fork_for_cgroup(dirs: &[PathBuf]) -> anyhow::Result<(ForkResult, V
     Ok((forked, dirs.to_vec()))
 }
 
+/// A one-shot pipe that holds a freshly forked child until its parent (the intermediate process)
+/// has reported the child's pid to `amphi`: the child's own messages on the shared channel then
+/// always follow that pid, and if the intermediate dies before reporting it, the child learns so
+/// (end-of-file) and gives up instead of running unreported. Both ends are close-on-exec.
+pub struct Gate {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+/// The child's end of a [`Gate`].
+pub struct GateWait(std::os::fd::OwnedFd);
+
+/// The parent's end of a [`Gate`].
+pub struct GateRelease(std::os::fd::OwnedFd);
+
+impl Gate {
+    /// Makes the pipe; call before forking, then [`Gate::child`] or [`Gate::parent`] on each side.
+    ///
+    /// Errors: pipe2(2) fails (EMFILE, ENFILE).
+    pub fn new() -> anyhow::Result<Gate> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| anyhow::anyhow!("pipe: {e}"))?;
+        Ok(Gate { read, write })
+    }
+
+    /// The child's end (the write end is closed here, so that the parent's death reads as EOF).
+    pub fn child(self) -> GateWait {
+        GateWait(self.read)
+    }
+
+    /// The parent's end.
+    pub fn parent(self) -> GateRelease {
+        GateRelease(self.write)
+    }
+}
+
+impl GateWait {
+    /// Blocks until the parent releases the gate (`true`) or ends without releasing it (`false`).
+    pub fn wait(self) -> bool {
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::unistd::read(&self.0, &mut byte) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => return matches!(r, Ok(1)),
+            }
+        }
+    }
+}
+
+impl GateRelease {
+    /// Lets the child go on.
+    ///
+    /// Errors: write(2) fails: EPIPE when the child has already died (unless SIGPIPE, at its default
+    /// disposition in amphi's children, ends the caller first).
+    pub fn release(self) -> anyhow::Result<()> {
+        nix::unistd::write(&self.0, &[1]).map_err(|e| anyhow::anyhow!("release the child: {e}"))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

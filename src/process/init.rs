@@ -12,6 +12,7 @@ use nix::unistd::{sethostname, setsid};
 use oci_spec::runtime::LinuxNamespaceType;
 
 use super::channel::{Channel, Msg};
+use super::fork::GateWait;
 use super::{exit_child, InitConfig};
 use crate::rootfs::resolve::{Kind, Root};
 use crate::rootfs::{self, devices, mounts, paths, pivot};
@@ -19,25 +20,15 @@ use crate::security;
 
 /// Runs the init process. Never returns: it becomes the workload, or exits with status 1 (setup
 /// error, reported to the parent) or 127 (the workload could not be started, reported to `start`).
-/// `gate`: the read end of the intermediate process's pipe, which receives one byte once init's pid
-/// has been reported (see `intermediate`).
-pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: OwnedFd) -> ! {
-    // One byte from the intermediate process once it has reported this process's pid; EOF when it
-    // died before that.
-    let mut byte = [0u8; 1];
-    let released = loop {
-        match nix::unistd::read(&gate, &mut byte) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => break matches!(r, Ok(1)),
-        }
-    };
-    if !released {
+/// `gate`: released by the intermediate process once it has reported init's pid (see
+/// [`super::fork::Gate`]).
+pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: GateWait) -> ! {
+    if !gate.wait() {
         let _ = ch.send(&Msg::Error(
             "intermediate process ended before reporting init's pid".into(),
         ));
         exit_child(1);
     }
-    drop(gate);
     let (late_filter, labels) = match setup(cfg, ch) {
         Ok(f) => f,
         Err(e) => {

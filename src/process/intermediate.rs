@@ -91,18 +91,14 @@ fn steps(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     // Init waits on this pipe until its pid is reported: every message it sends then follows
     // `InitPid`, and if this process dies first, init sees EOF and gives up instead of waiting for a
     // `start` that the parent, still waiting for `InitPid`, would never allow.
-    let (gate_r, gate_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| anyhow::anyhow!("pipe: {e}"))?;
+    let gate = super::fork::Gate::new()?;
     // SAFETY: this process is single-threaded (a fork of a single-threaded parent).
     match unsafe { fork() }.map_err(|e| anyhow::anyhow!("fork init: {e}"))? {
-        ForkResult::Child => {
-            drop(gate_w);
-            init::run(cfg, ch, gate_r)
-        }
+        ForkResult::Child => init::run(cfg, ch, gate.child()),
         ForkResult::Parent { child } => {
-            drop(gate_r);
+            let gate = gate.parent();
             ch.send(&Msg::InitPid(child.as_raw()))?;
-            nix::unistd::write(&gate_w, &[1]).map_err(|e| anyhow::anyhow!("release init: {e}"))?;
+            gate.release()?;
             Ok(())
         }
     }
