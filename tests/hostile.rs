@@ -717,6 +717,44 @@ fn corrupt_state_json_is_reported_and_never_orphans_the_container() {
     }
 }
 
+/// A state.json cut short by a crash before the machine rebooted (modified before the boot, with
+/// nothing of its container left): `delete` removes it, where a corrupt state.json written since
+/// the boot is refused (above).
+#[test]
+fn state_json_corrupted_before_the_boot_is_deleted() {
+    let b = Bundle::new("h-preboot", &["true"]);
+    let dir = b.root.join(&b.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.json");
+    std::fs::write(&path, b"").unwrap();
+    let out = b.amphi(&["delete", &b.id]);
+    assert_failed_cleanly(&out, "empty state.json written now");
+    assert!(dir.exists());
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let before_boot = std::time::SystemTime::now()
+        - std::time::Duration::from_secs_f64(uptime)
+        - std::time::Duration::from_secs(3600);
+    for (what, bytes) in [
+        ("empty", &b""[..]),
+        ("cut", &br#"{"ociVersion":"1.2.0","id":"#[..]),
+    ] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(before_boot).unwrap();
+        drop(f);
+        let out = b.amphi(&["delete", &b.id]);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        assert!(!dir.exists(), "{what}: the state directory is left");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Wasm
 // ---------------------------------------------------------------------------------------------
