@@ -99,15 +99,32 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
     view=legacy
     trap 'for r in amphi runc crun; do delete_all $r; done' EXIT
     if mountpoint -q /sys/fs/cgroup/unified; then umount -l /sys/fs/cgroup/unified; fi
-    # For callgrind only (see below): read-only bind mounts of runc and crun onto themselves.
-    for b in $(command -v crun) $(command -v runc); do mount --bind "$b" "$b" && mount -o remount,bind,ro "$b" "$b"; done
     rts=(amphi runc crun)
+    # A read-only bind mount of a binary onto itself (in this private mount namespace only). crun 1.8 and
+    # amphi skip their protection against CVE-2019-5736 (a re-exec of themselves: crun from a temporary
+    # read-only bind mount of its binary, amphi from a read-only overlay) when their binary is already on a
+    # read-only mount, so every group except the "-ro" one runs both binaries as installed (writable).
+    # runc 1.1 also needs _LIBCONTAINER_CLONED_BINARY=1 to skip its step.
+    ro_bind() { for b in "$@"; do mount --bind "$b" "$b" && mount -o remount,bind,ro "$b" "$b"; done; }
+    ro_unbind() { for b in "$@"; do umount "$b"; done; }
 
     rm -rf "$work/cache-warm"
     for round in $(seq 1 "$rounds"); do
         mapfile -t order < <(rotate "$round" "${rts[@]}")
         echo "== legacy view, round $round/$rounds: lifecycle (${order[*]})" >&2
         lifecycle_groups "${order[@]}"
+
+        echo "== create+start+delete with amphi and crun on read-only bind mounts" >&2
+        ro_bind "$amphi" "$(command -v crun)"
+        args=()
+        for r in $(rotate "$round" amphi crun); do
+            R=$(rt_cmd "$r") B=$work/bundles/$r-true
+            args+=(-n "$r" "sh -c '$R create -b $B b && $R start b && $R delete -f b'")
+        done
+        hf cycle-ro "${args[@]}"
+        ro_unbind "$amphi" "$(command -v crun)"
+        delete_all amphi
+        delete_all crun
 
         echo "== wasm hello vs linux hello (amphi)" >&2
         args=()
@@ -164,9 +181,9 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
         # container's init (after pivot_root) can still write its profile. Counters are inherited across
         # fork, so callgrind dumps (and zeroes) before every fork/clone/exec; the total is the sum of all
         # parts. The bundles carry no rlimits: valgrind refuses any change of RLIMIT_NOFILE's hard limit.
-        # runc and crun re-exec themselves from a memfd copy, which valgrind cannot load; with
-        # _LIBCONTAINER_CLONED_BINARY=1 and a read-only binary they skip that copy (so their counts exclude
-        # it). runc still re-execs /proc/self/exe for `runc init`, which under valgrind names valgrind's
+        # runc and crun re-exec themselves through a file descriptor (a memfd copy or a temporary read-only
+        # bind mount), which valgrind cannot follow; with _LIBCONTAINER_CLONED_BINARY=1 and a read-only
+        # binary they skip that step (so their counts exclude it). runc still re-execs /proc/self/exe for `runc init`, which under valgrind names valgrind's
         # own tool binary and fails to load: runc cannot be counted.
         trig=()
         for f in fork _Fork __libc_fork vfork __vfork clone __clone clone3 __clone3 __clone_internal \
@@ -198,6 +215,7 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
             $R delete -f cg >/dev/null 2>&1 || true
         }
         ulimit -Sn "$(ulimit -Hn)"
+        ro_bind "$(command -v crun)" "$(command -v runc)"
         cg amphi cycle "$work/bundles/amphi-cg" create start delete
         cg crun cycle "$work/bundles/crun-cg" create start delete
         cg amphi hello "$work/bundles/amphi-cg-hello" run
