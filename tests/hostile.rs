@@ -717,42 +717,51 @@ fn corrupt_state_json_is_reported_and_never_orphans_the_container() {
     }
 }
 
-/// A state.json cut short by a crash before the machine rebooted (modified before the boot, with
-/// nothing of its container left): `delete` removes it, where a corrupt state.json written since
-/// the boot is refused (above).
+/// A state.json cut short by a crash, in a container created in an earlier boot (its directory
+/// records another boot id, and nothing of it is left): `delete` removes it, where a corrupt
+/// state.json of this boot is refused (above).
 #[test]
-fn state_json_corrupted_before_the_boot_is_deleted() {
+fn state_json_corrupted_in_an_earlier_boot_is_deleted() {
     let b = Bundle::new("h-preboot", &["true"]);
     let dir = b.root.join(&b.id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("state.json");
-    std::fs::write(&path, b"").unwrap();
-    let out = b.amphi(&["delete", &b.id]);
-    assert_failed_cleanly(&out, "empty state.json written now");
-    assert!(dir.exists());
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let before_boot = std::time::SystemTime::now()
-        - std::time::Duration::from_secs_f64(uptime)
-        - std::time::Duration::from_secs(3600);
-    for (what, bytes) in [
-        ("empty", &b""[..]),
-        ("cut", &br#"{"ociVersion":"1.2.0","id":"#[..]),
+    let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let now = now.trim();
+    let other = format!(
+        "{}{}",
+        if now.starts_with('0') { "1" } else { "0" },
+        &now[1..]
+    );
+    for (what, boot_id, bytes, removed) in [
+        ("empty, this boot", now, &b""[..], false),
+        ("empty, no boot id", "", &b""[..], false),
+        ("empty, earlier boot", other.as_str(), &b""[..], true),
+        (
+            "cut, earlier boot",
+            other.as_str(),
+            &br#"{"ociVersion":"1.2.0","id":"#[..],
+            true,
+        ),
     ] {
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        let f = std::fs::File::options().write(true).open(&path).unwrap();
-        f.set_modified(before_boot).unwrap();
-        drop(f);
+        std::fs::write(dir.join("state.json"), bytes).unwrap();
+        let _ = std::fs::remove_file(dir.join("boot_id"));
+        if !boot_id.is_empty() {
+            std::fs::write(dir.join("boot_id"), boot_id).unwrap();
+        }
         let out = b.amphi(&["delete", &b.id]);
-        assert!(out.status.success(), "{what}: {}", stderr(&out));
-        assert!(!dir.exists(), "{what}: the state directory is left");
+        if removed {
+            assert!(out.status.success(), "{what}: {}", stderr(&out));
+        } else {
+            assert_failed_cleanly(&out, what);
+            assert!(
+                stderr(&out).contains("state.json"),
+                "{what}: {}",
+                stderr(&out)
+            );
+        }
+        assert_eq!(!dir.exists(), removed, "{what}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,9 +40,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
         Ok(s) => s,
         // A corrupt state.json is not removed, even with `force`: its init process and cgroup
         // would live on with nothing left to find them by. Unless nothing can live on: no
-        // state.json at all (a create that died before writing it), or one last written before
-        // the machine booted (a crash on a disk-backed `--root` can leave it empty or cut).
-        Err(_) if state_file_stale(&dir.path.join(super::state::STATE_FILE)) => {
+        // state.json at all (a create that died before writing it), or a container created in an
+        // earlier boot (a crash on a disk-backed `--root` can leave state.json empty or cut).
+        Err(_)
+            if !state_file_exists(&dir.path.join(super::state::STATE_FILE))
+                || dir.from_earlier_boot() =>
+        {
             return dir.remove();
         }
         Err(e) => return Err(e),
@@ -66,46 +69,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `true` when `path` does not exist, or was last modified before the machine booted: no process
-/// or cgroup it could name has survived the reboot. The boot time is the wall clock now minus
-/// CLOCK_BOOTTIME, the same figure as `btime` in proc(5)'s `/proc/stat`.
-fn state_file_stale(path: &Path) -> bool {
-    let modified = match std::fs::symlink_metadata(path) {
-        Err(e) => return e.kind() == std::io::ErrorKind::NotFound,
-        Ok(m) => match m.modified() {
-            Ok(t) => t,
-            Err(_) => return false,
-        },
-    };
-    boot_time().is_some_and(|boot| modified < boot)
-}
-
-/// The wall-clock time at which the machine booted, or `None` if a clock cannot be read.
-fn boot_time() -> Option<std::time::SystemTime> {
-    let up = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
-    let up = Duration::new(
-        u64::try_from(up.tv_sec()).ok()?,
-        u32::try_from(up.tv_nsec()).ok()?,
-    );
-    std::time::SystemTime::now().checked_sub(up)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_missing_or_pre_boot_state_file_is_stale() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        assert!(state_file_stale(&path), "missing");
-        std::fs::write(&path, b"").unwrap();
-        assert!(!state_file_stale(&path), "written now");
-        let boot = boot_time().unwrap();
-        let f = std::fs::File::options().write(true).open(&path).unwrap();
-        f.set_modified(boot - Duration::from_secs(60)).unwrap();
-        assert!(state_file_stale(&path), "written a minute before the boot");
-        f.set_modified(boot + Duration::from_secs(60)).unwrap();
-        assert!(!state_file_stale(&path), "written a minute after the boot");
-    }
+/// `false` only when `path` is known not to exist (ENOENT); any other error counts as present.
+fn state_file_exists(path: &Path) -> bool {
+    !matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }

@@ -169,6 +169,17 @@ pub struct ContainerDir {
 /// The file name of the state inside the container directory.
 pub const STATE_FILE: &str = "state.json";
 
+/// The file in a container's directory that holds the kernel's boot id (proc(5),
+/// `/proc/sys/kernel/random/boot_id`) of the boot in which the container was created.
+pub const BOOT_ID_FILE: &str = "boot_id";
+
+/// The kernel's id of the current boot (a UUID, 36 characters), or `None` if it cannot be read.
+fn current_boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (id.len() == 36).then(|| id.to_string())
+}
+
 impl ContainerDir {
     /// Creates `<root>/<id>` (mode 0700) and locks it. The directory's creation is the atomic
     /// "this id is taken" step.
@@ -189,7 +200,26 @@ impl ContainerDir {
             }
             Err(e) => anyhow::bail!("create {}: {e}", path.display()),
         }
-        Self::lock(path)
+        let dir = Self::lock(path)?;
+        // Only `delete` reads it, to tell a state.json cut by a crash from one that is still in use
+        // (see [`ContainerDir::from_earlier_boot`]): without it, that case is refused as before.
+        if let Some(id) = current_boot_id() {
+            if let Err(e) = std::fs::write(dir.path.join(BOOT_ID_FILE), id) {
+                log::debug!("write {BOOT_ID_FILE}: {e}");
+            }
+        }
+        Ok(dir)
+    }
+
+    /// `true` only when the directory records the boot id of another boot than the current one: the
+    /// machine has rebooted since the container was created, so none of its processes or cgroups
+    /// still exist. `false` when either id cannot be read or the recorded one is not a boot id.
+    pub fn from_earlier_boot(&self) -> bool {
+        let Ok(recorded) = std::fs::read_to_string(self.path.join(BOOT_ID_FILE)) else {
+            return false;
+        };
+        let recorded = recorded.trim();
+        recorded.len() == 36 && current_boot_id().is_some_and(|now| now != recorded)
     }
 
     /// Opens and locks the directory of an existing container.
@@ -253,5 +283,29 @@ impl ContainerDir {
     /// The directory as an fd (for the start socket, bound under `/proc/self/fd/N/`).
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self._lock.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_boot_id_marks_an_earlier_boot() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = ContainerDir::create(root.path(), "c").unwrap();
+        let now = current_boot_id().unwrap();
+        let file = dir.path.join(BOOT_ID_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), now);
+        assert!(!dir.from_earlier_boot(), "this boot");
+        let other = if now.starts_with('0') { "1" } else { "0" }.to_string() + &now[1..];
+        std::fs::write(&file, &other).unwrap();
+        assert!(dir.from_earlier_boot(), "another boot");
+        for bad in ["", "garbage", &now[..35]] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(!dir.from_earlier_boot(), "{bad:?}");
+        }
+        std::fs::remove_file(&file).unwrap();
+        assert!(!dir.from_earlier_boot(), "no file");
     }
 }
