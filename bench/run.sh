@@ -105,8 +105,22 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
     # read-only bind mount of its binary, amphi from a read-only overlay) when their binary is already on a
     # read-only mount, so every group except the "-ro" one runs both binaries as installed (writable).
     # runc 1.1 also needs _LIBCONTAINER_CLONED_BINARY=1 to skip its step.
-    ro_bind() { for b in "$@"; do mount --bind "$b" "$b" && mount -o remount,bind,ro "$b" "$b"; done; }
-    ro_unbind() { for b in "$@"; do umount "$b"; done; }
+    ro_bind() { # binary... -> 1 (after undoing what it did) if any bind fails
+        local b
+        for b in "$@"; do
+            if ! { mount --bind "$b" "$b" && mount -o remount,bind,ro "$b" "$b"; }; then
+                fail "read-only bind mount of $b"
+                ro_unbind "$@"
+                return 1
+            fi
+        done
+    }
+    ro_unbind() { # binary...: never fatal (a process still running a binary keeps its mount busy)
+        local b
+        for b in "$@"; do
+            while mountpoint -q "$b"; do umount "$b" 2>/dev/null || umount -l "$b" || { fail "umount $b"; break; }; done
+        done
+    }
 
     rm -rf "$work/cache-warm"
     for round in $(seq 1 "$rounds"); do
@@ -115,16 +129,18 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
         lifecycle_groups "${order[@]}"
 
         echo "== create+start+delete with amphi and crun on read-only bind mounts" >&2
-        ro_bind "$amphi" "$(command -v crun)"
-        args=()
-        for r in $(rotate "$round" amphi crun); do
-            R=$(rt_cmd "$r") B=$work/bundles/$r-true
-            args+=(-n "$r" "sh -c '$R create -b $B b && $R start b && $R delete -f b'")
-        done
-        hf cycle-ro "${args[@]}"
-        ro_unbind "$amphi" "$(command -v crun)"
-        delete_all amphi
-        delete_all crun
+        if ro_bind "$amphi" "$(command -v crun)"; then
+            args=()
+            for r in $(rotate "$round" amphi crun); do
+                R=$(rt_cmd "$r") B=$work/bundles/$r-true
+                args+=(-n "$r" "sh -c '$R create -b $B b && $R start b && $R delete -f b'")
+            done
+            hf cycle-ro "${args[@]}"
+            # A failed run leaves a container whose init still runs the bound binary: delete first.
+            delete_all amphi
+            delete_all crun
+            ro_unbind "$amphi" "$(command -v crun)"
+        fi
 
         echo "== wasm hello vs linux hello (amphi)" >&2
         args=()
@@ -215,7 +231,7 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
             $R delete -f cg >/dev/null 2>&1 || true
         }
         ulimit -Sn "$(ulimit -Hn)"
-        ro_bind "$(command -v crun)" "$(command -v runc)"
+        ro_bind "$(command -v crun)" "$(command -v runc)" || true
         cg amphi cycle "$work/bundles/amphi-cg" create start delete
         cg crun cycle "$work/bundles/crun-cg" create start delete
         cg amphi hello "$work/bundles/amphi-cg-hello" run
