@@ -16,6 +16,8 @@
 set -eu
 unset CDPATH # cd must print nothing: stdout is the path alone
 cd "$(dirname "$0")/.."
+command -v rustc >/dev/null && command -v cargo >/dev/null ||
+    { echo "build-release.sh: rustc and cargo are not on PATH (install Rust 1.95 with rustup)" >&2; exit 1; }
 host=$(rustc -vV | sed -n 's/^host: //p')
 case $host in
 *-linux-gnu*) ;;
