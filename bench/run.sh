@@ -190,6 +190,14 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
             sh -c "$R create -b $B b && $R start b && $R delete -f b" >/dev/null 2>&1 || fail "perf stat $r"
         delete_all "$r"
     done
+    # The same for amphi's `run` of the Linux and the Wasm hello: CPU time does not depend on how busy the
+    # machine's other CPU is, where the wall-clock ratio does (a loaded machine runs the processes of one
+    # `run` one after another instead of side by side, so the wall ratio drifts toward this one).
+    for w in linux:amphi-hello wasm-cached:amphi-wasm; do
+        perf stat -x, -r "$runs" -e task-clock,page-faults,context-switches -o "$out/perfrun-${w%%:*}.csv" -- \
+            $(rt_cmd amphi) run -b "$work/bundles/${w#*:}" h >/dev/null 2>&1 || fail "perf stat run ${w%%:*}"
+        delete_all amphi
+    done
 
     if [ "${SKIP_CALLGRIND:-}" != 1 ]; then
         echo "== instruction counts of one cycle (callgrind)" >&2
