@@ -46,7 +46,7 @@ impl Bundle {
         let dir = std::fs::canonicalize(dir)
             .map_err(|e| err("bundle", format!("{}: {e}", dir.display())))?;
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::utils::read_json_file(&path).map_err(|e| {
             err(
                 "config.json",
                 format!("cannot read {}: {e}", path.display()),
@@ -99,23 +99,74 @@ pub fn check_version(version: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// The namespace a sysctl belongs to (runtime-spec config-linux.md "Sysctl"; the list runc allows):
+/// the System V IPC and POSIX message queue ones to `ipc`, `kernel.hostname` and `kernel.domainname`
+/// to `uts`, `net.*` to `network`; `None` for a host-wide one.
+pub fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else {
+        None
+    }
+}
+
+/// The paths below `/proc` that a mount may cover (runc's list: the files lxcfs emulates, and
+/// `ns_last_pid` for CRIU). A mount anywhere else inside `/proc` could hide or redirect what the
+/// runtime writes there (the CVE-2019-16884 class), so it is refused.
+const PROC_MOUNTS_ALLOWED: [&str; 10] = [
+    "cpuinfo",
+    "diskstats",
+    "meminfo",
+    "stat",
+    "swaps",
+    "uptime",
+    "loadavg",
+    "slabinfo",
+    "net/dev",
+    "sys/kernel/ns_last_pid",
+];
+
+/// The part of `dest` below `/proc`, after a lexical clean-up (`.`, `..` as inside the rootfs, where
+/// `..` stops at `/`; e.g. `sys/kernel` for `/tmp/../proc//sys/./kernel/`), or `None` when `dest` is
+/// not strictly inside `/proc`.
+fn inside_proc(dest: &Path) -> Option<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in dest.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    (parts.len() > 1 && parts[0] == "proc").then(|| parts[1..].join("/"))
+}
+
 fn has_dotdot(p: &Path) -> bool {
     p.components().any(|c| c == Component::ParentDir)
 }
 
-/// Validates a config for `create`. Pure: looks at nothing on disk.
+/// Validates the process of a config (`create`) or of `exec` (`--process` or the flags): args, cwd,
+/// env, rlimits, LSM labels, unsupported fields, and user ids (runtime-spec config.md "process").
+/// Pure: looks at nothing on disk.
 ///
-/// Errors: the first problem found, as a [`ConfigError`].
-pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
-    check_version(spec.version())?;
-    let root = spec.root().as_ref().ok_or_else(|| err("root", "missing"))?;
-    if root.path().as_os_str().is_empty() {
-        return Err(err("root.path", "must not be empty"));
-    }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| err("process", "missing (required by create)"))?;
+/// Errors: the first problem found, as a [`ConfigError`] naming the field.
+pub fn validate_process(process: &oci_spec::runtime::Process) -> Result<(), ConfigError> {
     match process.args() {
         Some(args) if !args.is_empty() => {
             if args[0].is_empty() {
@@ -184,6 +235,42 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Validates a config for `create`. Pure: looks at nothing on disk.
+///
+/// Errors: the first problem found, as a [`ConfigError`].
+pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
+    check_version(spec.version())?;
+    let root = spec.root().as_ref().ok_or_else(|| err("root", "missing"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(err("root.path", "must not be empty"));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| err("process", "missing (required by create)"))?;
+    validate_process(process)?;
+    if let Some(h) = spec.hooks() {
+        for (kind, list) in [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ] {
+            for (i, hook) in list.iter().flatten().enumerate() {
+                if hook.timeout().is_some_and(|t| t <= 0) {
+                    return Err(err(
+                        format!("hooks.{kind}[{i}].timeout"),
+                        "must be greater than zero (seconds)",
+                    ));
+                }
+            }
+        }
+    }
     if process.terminal().unwrap_or(false) && process.console_size().is_some() {
         // Accepted: the size is applied to the pty.
     }
@@ -194,6 +281,19 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
                 format!("mounts[{i}].destination"),
                 format!("{:?} must be an absolute path", m.destination()),
             ));
+        }
+        if let Some(inside) = inside_proc(m.destination()) {
+            if !PROC_MOUNTS_ALLOWED.contains(&inside.as_str()) {
+                return Err(err(
+                    format!("mounts[{i}].destination"),
+                    format!(
+                        "{:?} is inside /proc, where only a proc mount at /proc itself and the \
+                         files lxcfs emulates ({}) may be mounted",
+                        m.destination(),
+                        PROC_MOUNTS_ALLOWED.join(", ")
+                    ),
+                ));
+            }
         }
         let opts = m.options().as_deref().unwrap_or_default();
         let is_bind =
@@ -349,6 +449,7 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
             }
         }
     }
+    let has_ns = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().any(|n| n.typ() == t);
     for (key, _) in linux.sysctl().iter().flatten() {
         if key.is_empty() || key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..")
         {
@@ -356,6 +457,31 @@ pub fn validate(spec: &Spec) -> Result<(), ConfigError> {
                 format!("linux.sysctl.{key}"),
                 "not a valid sysctl name",
             ));
+        }
+        // Only a sysctl that belongs to a namespace of the container may be set: any other one
+        // would change the host (runc's rule).
+        match sysctl_namespace(key) {
+            Some(t) if has_ns(t) => {}
+            Some(t) => {
+                let name = match t {
+                    LinuxNamespaceType::Ipc => "ipc",
+                    LinuxNamespaceType::Uts => "uts",
+                    _ => "network",
+                };
+                return Err(err(
+                    format!("linux.sysctl.{key}"),
+                    format!(
+                        "belongs to the {name} namespace, which linux.namespaces does not give \
+                         the container: setting it would change the host"
+                    ),
+                ));
+            }
+            None => {
+                return Err(err(
+                    format!("linux.sysctl.{key}"),
+                    "is not in a separate kernel namespace: setting it would change the host",
+                ))
+            }
         }
     }
     if let Some(p) = linux.cgroups_path() {
@@ -463,6 +589,51 @@ mod tests {
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
         })
+    }
+
+    #[test]
+    fn inside_proc_cleans_the_path_lexically() {
+        let f = |p: &str| inside_proc(Path::new(p));
+        assert_eq!(f("/proc"), None);
+        assert_eq!(f("/proc/"), None);
+        assert_eq!(f("/procfs/x"), None);
+        assert_eq!(f("/etc/proc/x"), None);
+        assert_eq!(f("/proc/../etc"), None);
+        assert_eq!(f("/proc/sys"), Some("sys".into()));
+        assert_eq!(f("/proc//sys/./kernel/"), Some("sys/kernel".into()));
+        assert_eq!(f("/tmp/../proc/sys"), Some("sys".into()));
+        assert_eq!(f("/../../proc/meminfo"), Some("meminfo".into()));
+    }
+
+    #[test]
+    fn sysctls_outside_the_containers_namespaces_are_refused() {
+        assert_eq!(
+            sysctl_namespace("kernel.shmmax"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            sysctl_namespace("fs.mqueue.msg_max"),
+            Some(LinuxNamespaceType::Ipc)
+        );
+        assert_eq!(
+            sysctl_namespace("kernel.domainname"),
+            Some(LinuxNamespaceType::Uts)
+        );
+        assert_eq!(
+            sysctl_namespace("net.ipv4.ip_forward"),
+            Some(LinuxNamespaceType::Network)
+        );
+        assert_eq!(sysctl_namespace("vm.swappiness"), None);
+        assert_eq!(sysctl_namespace("kernel.pid_max"), None);
+        let mut v = base();
+        v["linux"]["sysctl"] = serde_json::json!({"kernel.shmmax": "1"});
+        let e = check(v.clone()).unwrap_err();
+        assert_eq!(e.field, "linux.sysctl.kernel.shmmax");
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "ipc"}));
+        assert!(check(v).is_ok());
     }
 
     fn check(v: serde_json::Value) -> Result<(), ConfigError> {

@@ -5,6 +5,34 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// Largest JSON document amphi reads (config.json, `exec --process`, `update --resources`): 64 MiB.
+/// A real config is kilobytes (a large seccomp profile, about 100 KiB); the limit stops a symlink to
+/// `/dev/zero` or a runaway file from taking the host's memory.
+pub const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// Reads a UTF-8 text of at most [`MAX_JSON_BYTES`] from `reader`.
+///
+/// Errors: a read error; `InvalidData` when the text is longer than the limit or not UTF-8.
+pub fn read_json_text(reader: impl std::io::Read) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let n = reader.take(MAX_JSON_BYTES + 1).read_to_string(&mut text)?;
+    if n as u64 > MAX_JSON_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_JSON_BYTES >> 20),
+        ));
+    }
+    Ok(text)
+}
+
+/// [`read_json_text`] of the file at `path`.
+///
+/// Errors: the file cannot be opened or read, or it is too large or not UTF-8.
+pub fn read_json_file(path: &Path) -> std::io::Result<String> {
+    read_json_text(std::fs::File::open(path)?)
+}
+
 /// Writes `data` to `path` atomically: a temporary file in the same directory, fsync-free rename.
 /// Mode of a new file: `mode`.
 ///

@@ -531,9 +531,12 @@ fn sysctl_write_is_not_redirected_by_a_mount_over_proc_sys() {
     let canary = tempfile::tempdir().unwrap();
     let mut b = Bundle::new("esc-sysctl", &["cat", "/proc/sys/kernel/domainname"]);
     b.config["linux"]["sysctl"] = json!({"kernel.domainname": "amphi-sysctl"});
+    // A destination inside /proc is refused by the config check; through a symlink of the rootfs
+    // the mount still lands on /proc/sys/kernel.
+    std::os::unix::fs::symlink("/proc/sys", b.rootfs().join("ps")).unwrap();
     let mut mounts = b.config["mounts"].as_array().unwrap().clone();
     mounts.push(json!({
-        "destination": "/proc/sys/kernel",
+        "destination": "/ps/kernel",
         "type": "bind",
         "source": canary.path(),
         "options": ["rbind", "rw"]

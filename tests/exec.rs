@@ -548,6 +548,10 @@ fn exec_user_strict_parser() {
         "nosuchuser",
         "root:nosuchgroup",
         "4294967296",
+        // (uid_t)-1 means "unchanged" to setresuid(2): the command would run as root.
+        "4294967295",
+        "4294967295:4294967295",
+        "0:4294967295",
         "0x10",
         "+1",
     ] {
@@ -801,6 +805,37 @@ fn exec_process_file() {
     let out = b.amphi(&["exec", "--process", path.to_str().unwrap(), &b.id]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("process"), "{}", stderr(&out));
+
+    // A process.json is checked as create checks config.json's process: each bad field fails exec
+    // naming the field, with exit status 255, and the command never runs.
+    let marker = "EXEC-RAN";
+    for (field, value, named) in [
+        (
+            "user",
+            json!({"uid": 4294967295u32, "gid": 0}),
+            "process.user.uid",
+        ),
+        (
+            "user",
+            json!({"uid": 0, "gid": 4294967295u32}),
+            "process.user.gid",
+        ),
+        ("env", json!(["PATH=/bin", "NOEQ"]), "process.env[1]"),
+        ("cwd", json!("rel"), "process.cwd"),
+    ] {
+        let mut p = json!({
+            "args": ["sh", "-c", format!("echo {marker}")],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        });
+        p[field] = value;
+        std::fs::write(&path, serde_json::to_string(&p).unwrap()).unwrap();
+        let out = b.amphi(&["exec", "--process", path.to_str().unwrap(), &b.id]);
+        assert_eq!(out.status.code(), Some(255), "{named}: {}", stderr(&out));
+        assert!(!stdout(&out).contains(marker), "{named}: the command ran");
+        assert!(stderr(&out).contains(named), "{named}: {}", stderr(&out));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -340,6 +340,98 @@ fn sysctl_names_with_slashes_or_dots_are_refused() {
     }
 }
 
+/// A sysctl outside the container's namespaces would be written on the host (runc refuses it):
+/// a host-wide one (`vm.*`), and a `net.*` one without a network namespace. Both are refused naming
+/// the sysctl, and the host's values stay as they were.
+#[test]
+fn sysctls_that_would_change_the_host_are_refused() {
+    let swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    let ttl = std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap();
+    let other = |v: &str| if v.trim() == "33" { "34" } else { "33" }.to_string();
+
+    let mut b = Bundle::new("h-sysctl-host", &["true"]);
+    b.config["linux"]["sysctl"] = json!({"vm.swappiness": other(&swappiness)});
+    create_rejected(&b, &["linux.sysctl.vm.swappiness", "host"]);
+
+    let mut b = Bundle::new("h-sysctl-net", &["true"]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "network");
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_default_ttl": other(&ttl)});
+    create_rejected(&b, &["linux.sysctl.net.ipv4.ip_default_ttl", "network"]);
+
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap(),
+        swappiness
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_default_ttl").unwrap(),
+        ttl
+    );
+}
+
+/// A config.json that never ends (a symlink to /dev/zero) is read only up to the size limit: create
+/// fails naming config.json instead of filling the host's memory. `update --resources` and
+/// `exec --process` read with the same limit.
+#[test]
+fn endless_json_inputs_are_cut_off() {
+    let b = Bundle::new("h-zero", &["sleep", "1000"]);
+    let config = std::fs::read(b.dir.join("config.json")).unwrap();
+    std::fs::remove_file(b.dir.join("config.json")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", b.dir.join("config.json")).unwrap();
+    let out = b.create();
+    assert_failed_cleanly(&out, "config.json -> /dev/zero");
+    assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+    assert!(b.state().is_none());
+    assert_no_leftovers(&b);
+
+    std::fs::remove_file(b.dir.join("config.json")).unwrap();
+    std::fs::write(b.dir.join("config.json"), config).unwrap();
+    assert!(b.create().status.success());
+    for args in [
+        vec!["update", "--resources", "/dev/zero", b.id.as_str()],
+        vec!["exec", "--process", "/dev/zero", b.id.as_str()],
+    ] {
+        let out = b.amphi(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr(&out).contains("larger than"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// A mount inside /proc is refused (runc's rule), except over the files lxcfs emulates; a path
+/// that only reaches /proc through `..` is caught too.
+#[test]
+fn mounts_inside_proc_are_refused() {
+    let src = tempfile::tempdir().unwrap();
+    for dest in [
+        "/proc/sys",
+        "/proc/self",
+        "/tmp/../proc/sysrq-trigger",
+        "/proc/1/root",
+    ] {
+        let mut b = Bundle::new("h-procmnt", &["true"]);
+        let mounts = b.config["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": dest, "type": "bind",
+                           "source": src.path(), "options": ["rbind", "rw"]}));
+        let n = mounts.len() - 1;
+        create_rejected(&b, &[&format!("mounts[{n}].destination"), "inside /proc"]);
+    }
+    // lxcfs's files are allowed: a file bound over /proc/uptime is what the container reads.
+    let file = src.path().join("uptime");
+    std::fs::write(&file, "12345.00 1.00\n").unwrap();
+    let mut b = Bundle::new("h-procmnt-ok", &["cat", "/proc/uptime"]);
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/proc/uptime", "type": "bind", "source": file, "options": ["bind", "ro"]}),
+    );
+    assert_eq!(run_ok(&b), "12345.00 1.00\n");
+}
+
 #[test]
 fn bad_mounts_fail_naming_the_mount() {
     let cases = [

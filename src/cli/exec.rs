@@ -94,7 +94,7 @@ fn build_process(
 ) -> anyhow::Result<Process> {
     let mut p: Process = match &a.process {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = crate::utils::read_json_file(path)
                 .map_err(|e| anyhow::anyhow!("--process {}: {e}", path.display()))?;
             serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("--process {}: invalid: {e}", path.display()))?
@@ -103,7 +103,7 @@ fn build_process(
             if a.command.is_empty() {
                 anyhow::bail!("exec: a COMMAND or --process is required");
             }
-            let base = std::fs::read_to_string(bundle.join("config.json"))
+            let base = crate::utils::read_json_file(&bundle.join("config.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str::<Spec>(&t).ok())
                 .and_then(|s| s.process().clone())
@@ -191,6 +191,9 @@ pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<ExitCode> {
     let state = dir.load()?;
     let root = PathBuf::from(format!("/proc/{}/root", state.pid));
     let process = build_process(&a, &state.bundle, &root).map_err(|e| WithCode(START_FAILED, e))?;
+    // The same checks as create's: e.g. uid 4294967295 ((uid_t)-1) would leave the process root.
+    crate::bundle::validate_process(&process)
+        .map_err(|e| WithCode(START_FAILED, anyhow::anyhow!("exec: {e}")))?;
     let terminal = process.terminal().unwrap_or(false);
     let opts = ExecOptions {
         console_socket: a.console_socket.as_deref().map(absolute).transpose()?,

@@ -1,6 +1,5 @@
 //! `amphi update` (runc-update(8)): change a container's resource limits.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -107,15 +106,13 @@ pub fn run(g: &Global, a: UpdateArgs) -> anyhow::Result<ExitCode> {
     }
     let res = match &a.resources {
         Some(path) => {
-            let mut text = String::new();
-            if path.as_os_str() == "-" {
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(|e| anyhow::anyhow!("--resources -: read stdin: {e}"))?;
+            let text = if path.as_os_str() == "-" {
+                crate::utils::read_json_text(std::io::stdin())
+                    .map_err(|e| anyhow::anyhow!("--resources -: read stdin: {e}"))?
             } else {
-                text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("--resources {}: {e}", path.display()))?;
-            }
+                crate::utils::read_json_file(path)
+                    .map_err(|e| anyhow::anyhow!("--resources {}: {e}", path.display()))?
+            };
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("--resources: invalid linux.resources JSON: {e}"))?;
             // serde would also take a JSON array for the struct (its fields in order): `[]`
