@@ -65,6 +65,8 @@ fn run_one(hook: &Hook, input: &[u8]) -> anyhow::Result<()> {
         };
     }
     cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so that a timeout kills what the hook started too, not only the hook.
+    cmd.process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| anyhow::anyhow!("start {}: {e}", path.display()))?;
@@ -88,6 +90,13 @@ fn run_one(hook: &Hook, input: &[u8]) -> anyhow::Result<()> {
             break status;
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
+            // The group still has its leader (not reaped yet), so its id cannot have been reused.
+            if let Ok(pgid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = child.kill();
             let _ = child.wait();
             anyhow::bail!(

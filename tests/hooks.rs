@@ -413,6 +413,42 @@ fn create_runtime_hook_timeout_kills_it_and_fails_create() {
     );
 }
 
+/// A timed-out hook is killed with what it started: its whole process group.
+#[test]
+fn hook_timeout_kills_the_hooks_children_too() {
+    let d = script_dir();
+    let child_file = d.path().join("child.pid");
+    let p = d.path().join("spawner.sh");
+    write_script(
+        &p,
+        &format!("/bin/sleep 1000 & echo $! > {}; wait", child_file.display()),
+    );
+    let bad = hook(p.to_str().unwrap(), &[], &[], Some(1));
+    create_fails_cleanly("hooks-timeout-kids", "createRuntime", bad, "timed out");
+    let child: i64 = read(&child_file).trim().parse().unwrap();
+    assert!(
+        wait_for(|| process_gone(child)),
+        "the hook's child {child} still runs"
+    );
+}
+
+/// runtime-spec config.md: a hook's timeout, when present, must be greater than zero.
+#[test]
+fn hook_timeout_of_zero_or_less_is_refused() {
+    for t in [0, -1] {
+        let mut b = bundle("hooks-timeout-zero", &["true"]);
+        b.config["hooks"] = json!({"poststop": [hook("/bin/true", &[], &[], Some(t))]});
+        let out = b.create();
+        assert!(!out.status.success(), "timeout {t} accepted");
+        assert!(
+            stderr(&out).contains("hooks.poststop[0].timeout"),
+            "{}",
+            stderr(&out)
+        );
+        assert_nothing_left(&b);
+    }
+}
+
 #[test]
 fn create_container_hook_timeout_kills_it_and_fails_create() {
     let d = script_dir();
