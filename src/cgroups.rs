@@ -362,6 +362,26 @@ impl ContainerCgroup {
             self.signal_all(libc::SIGKILL);
             std::thread::sleep(Duration::from_millis(5));
         }
+        self.remove_dirs(deadline)
+    }
+
+    /// Removes the cgroup unless it holds processes, signalling nothing: for a container whose own
+    /// processes are known to be gone (its pid namespace ended with its init). Processes found in it
+    /// then belong to someone else (another container given the same `cgroupsPath`), and the cgroup
+    /// is left to them: `Ok(false)`, as runc's delete leaves a busy cgroup. `Ok(true)`: removed.
+    ///
+    /// Errors: a directory cannot be removed although the cgroup is empty.
+    pub fn remove_unless_busy(&mut self) -> anyhow::Result<bool> {
+        if !self.pids().is_empty() {
+            return Ok(false);
+        }
+        self.remove_dirs(Instant::now() + Duration::from_secs(5))?;
+        Ok(true)
+    }
+
+    /// rmdir of every directory of the cgroup, retried until `deadline` (a cgroup stays busy for a
+    /// moment after its last process exits).
+    fn remove_dirs(&mut self, deadline: Instant) -> anyhow::Result<()> {
         let mut first_err = None;
         for dir in self.dirs() {
             if !dir.exists() {

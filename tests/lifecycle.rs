@@ -265,3 +265,44 @@ fn pidfd_socket_receives_a_pidfd_of_init_and_of_exec() {
     let exec_pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert_eq!(pidfd_pid(&fd), exec_pid);
 }
+
+/// `delete` of a stopped container that had its own pid namespace signals nothing in its cgroup:
+/// another container given the same `cgroupsPath` since (allowed, the cgroup was empty) keeps
+/// running, and the cgroup stays for it, as runc leaves a busy cgroup. Deleting that container then
+/// removes the cgroup.
+#[test]
+fn delete_of_a_stopped_container_spares_a_newer_one_in_its_cgroup() {
+    let a = Bundle::new("cg-reuse-a", &["true"]);
+    assert!(a.create().status.success());
+    let out = a.amphi(&["start", &a.id]);
+    assert!(out.status.success(), "start a: {}", stderr(&out));
+    assert!(wait_for(|| a
+        .state()
+        .is_some_and(|s| s["status"] == "stopped")));
+
+    let mut b = Bundle::new("cg-reuse-b", &["sleep", "1000"]);
+    b.cgroup = a.cgroup.clone();
+    b.config["linux"]["cgroupsPath"] = serde_json::json!(a.cgroup);
+    b.write_config();
+    let out = b.create();
+    assert!(out.status.success(), "create b: {}", stderr(&out));
+    let out = b.amphi(&["start", &b.id]);
+    assert!(out.status.success(), "start b: {}", stderr(&out));
+    let b_pid = b.state().unwrap()["pid"].as_i64().unwrap() as i32;
+
+    let out = a.amphi(&["delete", &a.id]);
+    assert!(out.status.success(), "delete a: {}", stderr(&out));
+    assert!(a.state().is_none(), "a's state is left");
+    // b's init still runs, in the cgroup, which is still there.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(b.state().unwrap()["status"], "running");
+    assert!(
+        std::path::Path::new(&format!("/proc/{b_pid}")).exists(),
+        "b's init was killed"
+    );
+    assert!(!b.cgroup_dirs().is_empty(), "the shared cgroup was removed");
+
+    let out = b.amphi(&["delete", "-f", &b.id]);
+    assert!(out.status.success(), "delete b: {}", stderr(&out));
+    common::assert_no_leftovers(&b);
+}

@@ -165,6 +165,14 @@ fn create_in(
         executor: String::new(),
         hooks: spec.hooks().clone(),
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        private_pid_ns: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| {
+                ns.iter()
+                    .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+            }),
     };
     dir.save(&state)?;
 

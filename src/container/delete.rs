@@ -17,9 +17,21 @@ pub fn destroy(state: &State) -> anyhow::Result<()> {
             let _ = ContainerCgroup::open(path).and_then(|cg| cg.set_frozen(false));
         }
     }
-    kill_and_wait(state.pid, state.pid_start_time, Duration::from_secs(10));
+    let init_gone = kill_and_wait(state.pid, state.pid_start_time, Duration::from_secs(10));
     if let Some(path) = &state.cgroup_path {
-        ContainerCgroup::open(path)?.destroy()?;
+        let mut cg = ContainerCgroup::open(path)?;
+        if state.private_pid_ns && init_gone {
+            // Its pid namespace ended with its init, and with it every process of the container:
+            // whatever is in the cgroup now is someone else's.
+            if !cg.remove_unless_busy()? {
+                log::warn!(
+                    "cgroup {path} not removed: it holds processes that are not container {}'s",
+                    state.id
+                );
+            }
+        } else {
+            cg.destroy()?;
+        }
     }
     Ok(())
 }

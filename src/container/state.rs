@@ -72,6 +72,12 @@ pub struct State {
     /// The config's `linux.seccomp`, kept for `exec` (which confines its process with the same filter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    /// True when the container has a pid namespace of its own (a `pid` entry without a path): all its
+    /// processes end with its init, so `delete` signals nothing else in its cgroup. False (and in
+    /// states written before this field) when it shares a pid namespace: `delete` then kills every
+    /// process left in the cgroup, as runc does.
+    #[serde(default)]
+    pub private_pid_ns: bool,
 }
 
 /// The JSON that `amphi state` prints: runc's `containerState` fields, in runc's order.
