@@ -568,6 +568,28 @@ fn events_of_a_stopped_container_fails() {
     assert!(!out.status.success(), "{}", stdout(&out));
 }
 
+/// `--interval` of 0 (runc refuses it) or below 1 ms would print stats in a busy loop: refused at
+/// once, naming the flag, and nothing is printed.
+#[test]
+fn events_interval_must_be_positive() {
+    let b = Bundle::new("evint", &["sleep", "1000"]);
+    create_start(&b);
+    for bad in ["0s", "0", "1ns", "abc"] {
+        let out = b.amphi(&["events", "--interval", bad, &b.id]);
+        assert!(!out.status.success(), "--interval {bad} was accepted");
+        assert!(
+            stdout(&out).is_empty(),
+            "--interval {bad}: {}",
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains("--interval"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 /// Makes block device node 7:7 (a loop device, opening it is harmless) at /tmp/blk in the rootfs.
 fn make_loop_node(b: &Bundle) {
     let p = b.rootfs().join("tmp/blk");

@@ -16,10 +16,23 @@ pub struct EventsArgs {
     #[arg(long)]
     stats: bool,
     /// Interval between stats events (e.g. 5s, 500ms).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
     interval: Duration,
     /// The container id.
     id: String,
+}
+
+/// `--interval`: a humantime duration of at least 1 ms (runc refuses 0: "duration interval must be
+/// greater than 0"; a shorter one would print stats in a busy loop).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("duration interval must be greater than 0".into());
+    }
+    if d < Duration::from_millis(1) {
+        return Err("duration interval must be at least 1ms".into());
+    }
+    Ok(d)
 }
 
 /// runc's `stats` event data (libcontainer `types.Stats`), from the container's cgroup.
