@@ -306,3 +306,29 @@ fn delete_of_a_stopped_container_spares_a_newer_one_in_its_cgroup() {
     assert!(out.status.success(), "delete b: {}", stderr(&out));
     common::assert_no_leftovers(&b);
 }
+
+/// `kill` of a created container (not started yet) with SIGTERM, SIGINT or SIGHUP stops it, as with
+/// runc: init is pid 1 of its namespace and would otherwise ignore them. The workload never runs.
+#[test]
+fn kill_of_a_created_container_with_term_int_or_hup_stops_it() {
+    for sig in ["TERM", "INT", "HUP"] {
+        let mut b = Bundle::new("kill-created", &["touch", "/workload-ran"]);
+        b.config["root"]["readonly"] = serde_json::json!(false);
+        b.write_config();
+        assert!(b.create().status.success());
+        let out = b.amphi(&["kill", &b.id, sig]);
+        assert!(out.status.success(), "kill {sig}: {}", stderr(&out));
+        assert!(
+            wait_for(|| b.state().is_some_and(|s| s["status"] == "stopped")),
+            "{sig}: still {:?}",
+            b.state().map(|s| s["status"].clone())
+        );
+        assert!(
+            !b.rootfs().join("workload-ran").exists(),
+            "{sig}: the workload ran"
+        );
+        let out = b.amphi(&["delete", &b.id]);
+        assert!(out.status.success(), "delete: {}", stderr(&out));
+        common::assert_no_leftovers(&b);
+    }
+}

@@ -50,10 +50,15 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: GateWait) -> ! {
     if ch.send(&Msg::Ready).is_err() {
         exit_child(1);
     }
+    // As pid 1 of its namespace, init ignores every signal it has no handler for, so `kill` of a
+    // created container with SIGTERM, SIGINT or SIGHUP would do nothing (runc's init exits on them):
+    // until `start`, they end it with status 128+signal.
+    set_stop_handlers(true);
     let mut conn = match wait_for_start(cfg) {
         Ok(c) => Some(c),
         Err(_) => exit_child(1),
     };
+    set_stop_handlers(false);
     if let Some(list) = cfg
         .spec
         .hooks()
@@ -110,6 +115,30 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: GateWait) -> ! {
         let _ = writeln!(std::io::stderr(), "amphi: {err}");
     }
     exit_child(127);
+}
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe; nothing of the container has started yet.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// Installs (`true`) or removes (`false`, back to SIG_DFL) the handler that ends init on SIGTERM,
+/// SIGINT and SIGHUP while it waits for `start`.
+fn set_stop_handlers(on: bool) {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with either SIG_DFL or a handler that only calls the
+        // async-signal-safe _exit, and an empty mask, is valid.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = if on {
+                exit_on_signal as *const () as usize
+            } else {
+                libc::SIG_DFL
+            };
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Blocks until `amphi start` connects to the start socket and sends its byte. The connection is
