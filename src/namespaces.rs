@@ -47,6 +47,26 @@ pub struct NamespacePlan {
     pub join: Vec<(LinuxNamespaceType, OwnedFd)>,
 }
 
+/// Refuses a mount namespace to join (`fd`, `linux.namespaces[i].path`) that is amphi's own or the
+/// one of pid 1: the rootfs set up there (pivot_root) would replace the root of every process of the
+/// host, not the container's.
+fn refuse_own_mount_ns(fd: &OwnedFd, i: usize, path: &std::path::Path) -> anyhow::Result<()> {
+    let target = nix::sys::stat::fstat(fd)
+        .map_err(|e| anyhow::anyhow!("linux.namespaces[{i}].path: {}: {e}", path.display()))?;
+    for own in ["/proc/self/ns/mnt", "/proc/1/ns/mnt"] {
+        if let Ok(st) = nix::sys::stat::stat(own) {
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino) {
+                anyhow::bail!(
+                    "linux.namespaces[{i}].path: {} is the host's mount namespace ({own}): a \
+                     container's rootfs set up there would become the root of every process in it",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 impl NamespacePlan {
     /// Builds the plan from `linux.namespaces`.
     ///
@@ -86,6 +106,9 @@ impl NamespacePlan {
                             "linux.namespaces[{i}].path: {} is not a {t} namespace",
                             path.display()
                         );
+                    }
+                    if t == LinuxNamespaceType::Mount {
+                        refuse_own_mount_ns(&fd, i, path)?;
                     }
                     plan.join.push((t, fd));
                 }

@@ -491,3 +491,39 @@ fn user_namespace_requires_mappings() {
     );
     assert_nothing_left(&b);
 }
+
+/// Joining amphi's own mount namespace by path would put the container's rootfs (pivot_root) under
+/// every process of that namespace: create refuses it, naming the field, before anything is made.
+/// amphi runs in a private mount namespace (`unshare -m`) here, so that a regression could only
+/// harm that namespace, never the host's.
+#[test]
+fn joining_the_runtimes_own_mount_namespace_is_refused() {
+    let mut b = Bundle::new("ns-own-mnt", &["true"]);
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    let i = ns.iter().position(|n| n["type"] == "mount").unwrap();
+    ns[i] = serde_json::json!({"type": "mount", "path": "/proc/self/ns/mnt"});
+    b.write_config();
+    let out = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            common::amphi_bin(),
+            "--root",
+        ])
+        .arg(&b.root)
+        .args(["create", "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "create succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("linux.namespaces[{i}].path"))
+            && err.contains("host's mount namespace"),
+        "{err}"
+    );
+    common::assert_no_leftovers(&b);
+}
