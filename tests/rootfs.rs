@@ -526,3 +526,22 @@ fn cwd_that_is_a_file_fails_create() {
     assert!(stderr(&out).contains("process.cwd"), "{}", stderr(&out));
     assert_nothing_left(&b);
 }
+
+/// A mount of the config at a default device's path wins over the device, as with runc: the
+/// `-v /dev/urandom:/dev/random` idiom gives /dev/random the host's urandom node (1:9).
+#[test]
+fn a_mount_over_a_default_device_replaces_it() {
+    let mut b = Bundle::new(
+        "dev-over",
+        &["stat", "-c", "%t:%T", "/dev/random", "/dev/null"],
+    );
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/dev/random", "type": "bind",
+        "source": "/dev/urandom", "options": ["bind"]
+    }));
+    b.write_config();
+    let out = b.run();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    // stat prints major:minor in hex: urandom is 1:9, null 1:3 (made as usual).
+    assert_eq!(stdout(&out), "1:9\n1:3\n");
+}

@@ -283,7 +283,12 @@ fn setup(
         nodes.push(devices::from_spec(i, d)?);
     }
     let in_user_ns = cfg.namespaces.new_user || cfg.namespaces.joins_user();
-    devices::setup(&root, &nodes, in_user_ns, dev_is_bind)?;
+    // Mount destinations, cleaned (`/dev//random/` is `/dev/random`): a device is not made there.
+    let mounted: Vec<std::path::PathBuf> = mounts_list
+        .iter()
+        .map(|m| m.destination().components().collect())
+        .collect();
+    devices::setup(&root, &nodes, in_user_ns, dev_is_bind, &mounted)?;
     // The working directory is created if missing, as runc does.
     let cwd = process.cwd().clone();
     root.ensure(&cwd, Kind::Dir, false)

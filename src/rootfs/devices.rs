@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
@@ -148,6 +148,7 @@ fn create_node(root: &Root, dev: &DeviceNode, bind_from_host: bool) -> anyhow::R
 ///
 /// `in_user_ns`: bind-mount host nodes instead of `mknod(2)` (only possible for host devices).
 /// `dev_is_bind`: the config bind-mounts `/dev` from the host; nothing is created then.
+/// `mounted`: the config's mount destinations (cleaned); no device is made at one of them.
 ///
 /// Errors: a node cannot be created, named with its path.
 pub fn setup(
@@ -155,6 +156,7 @@ pub fn setup(
     devices: &[DeviceNode],
     in_user_ns: bool,
     dev_is_bind: bool,
+    mounted: &[PathBuf],
 ) -> anyhow::Result<()> {
     if dev_is_bind {
         return Ok(());
@@ -164,6 +166,8 @@ pub fn setup(
         all.retain(|x| x.path != d.path);
         all.push(d.clone());
     }
+    // A mount of the config at a device's path wins (as with runc): `-v /dev/urandom:/dev/random`.
+    all.retain(|d| !mounted.iter().any(|m| m == Path::new(&d.path)));
     for dev in &all {
         create_node(root, dev, in_user_ns)?;
     }
