@@ -674,3 +674,37 @@ fn features_lists_the_six_hooks() {
         ]
     );
 }
+
+/// SIGTERM, SIGINT or SIGHUP sent to `amphi create` while it runs (here: while a createRuntime hook
+/// sleeps) does not cut it short half-way, which used to leave the state directory and the cgroup
+/// behind: create completes, as runc's does, and `delete` then removes everything.
+#[test]
+fn a_stop_signal_does_not_interrupt_create() {
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let d = script_dir();
+        let slow = d.path().join("slow.sh");
+        write_script(&slow, "sleep 1");
+        let mut b = bundle("hooks-sigterm", &["sleep", "1000"]);
+        b.config["hooks"] =
+            json!({"createRuntime": [hook(slow.to_str().unwrap(), &[], &[], None)]});
+        b.write_config();
+        let mut child = b
+            .cmd(&["create", "--bundle", b.dir.to_str().unwrap(), &b.id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{sig}: create ended with {status}");
+        assert_eq!(b.state().unwrap()["status"], "created", "{sig}");
+        let out = b.amphi(&["delete", &b.id]);
+        assert!(out.status.success(), "{sig}: delete: {}", stderr(&out));
+        assert_nothing_left(&b);
+    }
+}

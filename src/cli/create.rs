@@ -81,7 +81,29 @@ pub struct CreateArgs {
 /// Creates the container and returns once its init process waits for `start`.
 pub fn run(g: &Global, a: CreateArgs) -> anyhow::Result<ExitCode> {
     let opts = a.flags.options(g, &a.id)?;
-    let mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
+    let mask = block_stop_signals();
     container::create(&opts, None, mask)?;
     Ok(0)
+}
+
+/// Blocks SIGTERM, SIGINT, SIGHUP and SIGQUIT in this process and returns the signal mask it had
+/// (the one the workload starts with). A `create` (or `run -d`) that such a signal ended half-way
+/// would leave its state directory and cgroup behind, with no failure path run; blocked, the signal
+/// stays pending until amphi exits, and `create` completes, as runc's does. Hooks and the container
+/// do not inherit the block: std's `Command` and init reset the mask.
+pub fn block_stop_signals() -> SigSet {
+    let orig = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
+    let mut stop = SigSet::empty();
+    for s in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGQUIT,
+    ] {
+        stop.add(s);
+    }
+    if let Err(e) = stop.thread_block() {
+        log::warn!("cannot block stop signals during create: {e}");
+    }
+    orig
 }

@@ -34,6 +34,7 @@ pub fn run(g: &Global, a: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = a.flags.options(g, &a.id)?;
     let orig_mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
     if a.detach {
+        let orig_mask = super::create::block_stop_signals();
         let mut created = container::create(&opts, None, orig_mask)?;
         if let Err(e) = container::start(&created.dir, &mut created.state) {
             let _ = container::destroy(&created.state);
