@@ -52,17 +52,13 @@ impl Bundle {
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        let spec: Spec = serde_json::from_str(&text).map_err(|e| {
-            // An unknown seccomp action, operator, flag or architecture: name the field.
-            serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v.pointer("/linux/seccomp")
-                        .and_then(crate::security::seccomp::check_json)
-                        .or_else(|| crate::cgroups::check_resources_json(&v))
-                })
-                .unwrap_or_else(|| err("config.json", format!("invalid: {e}")))
-        })?;
+        let spec: Spec = match serde_json::from_str(&text) {
+            Ok(spec) => spec,
+            Err(e) => match without_unknown_capabilities(&text) {
+                Some(spec) => spec,
+                None => return Err(parse_error(&text, e)),
+            },
+        };
         validate(&spec)?;
         let root = spec.root().as_ref().ok_or_else(|| err("root", "missing"))?;
         let rootfs = dir.join(root.path());
@@ -76,6 +72,60 @@ impl Bundle {
         }
         Ok(Bundle { dir, rootfs, spec })
     }
+}
+
+/// The error for a config.json that does not parse as a [`Spec`], naming the field: an unknown
+/// seccomp action, operator, flag or architecture, or a bad resource value, with amphi's own words;
+/// anything else with the path serde was at (`process.rlimits[0].type: unknown variant ...`).
+fn parse_error(text: &str, e: serde_json::Error) -> ConfigError {
+    let value = serde_json::from_str::<serde_json::Value>(text).ok();
+    if let Some(found) = value.as_ref().and_then(|v| {
+        v.pointer("/linux/seccomp")
+            .and_then(crate::security::seccomp::check_json)
+            .or_else(|| crate::cgroups::check_resources_json(v))
+    }) {
+        return found;
+    }
+    let de = &mut serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, Spec>(de) {
+        Err(pe) if value.is_some() && !matches!(pe.path().to_string().as_str(), "" | ".") => err(
+            pe.path().to_string(),
+            format!("invalid in config.json: {}", pe.inner()),
+        ),
+        _ => err("config.json", format!("invalid: {e}")),
+    }
+}
+
+/// The config without the capability names this build does not know, when those are what kept it
+/// from parsing: runc skips unknown capabilities with a warning (a config written for a newer
+/// kernel), and so does amphi, logging each one with its field. `None` when the config still does not
+/// parse, or had no unknown capability.
+fn without_unknown_capabilities(text: &str) -> Option<Spec> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let caps = v.pointer_mut("/process/capabilities")?.as_object_mut()?;
+    let mut dropped = Vec::new();
+    for (set, list) in caps.iter_mut() {
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
+        let mut i = 0;
+        list.retain(|c| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+            if !known {
+                dropped.push(format!("process.capabilities.{set}[{i}]: {c}"));
+            }
+            i += 1;
+            known
+        });
+    }
+    if dropped.is_empty() {
+        return None;
+    }
+    let spec = serde_json::from_value::<Spec>(v).ok()?;
+    for d in dropped {
+        log::warn!("{d}: unknown capability, skipped (as runc does)");
+    }
+    Some(spec)
 }
 
 /// Checks `ociVersion` (semantic version whose major is [`SUPPORTED_MAJOR`]).

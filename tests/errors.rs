@@ -65,7 +65,7 @@ fn malformed_config_json() {
     v["process"]["args"] = json!("sh");
     std::fs::write(b.dir.join("config.json"), v.to_string()).unwrap();
     let out = create_raw(&b, &b.id);
-    assert_rejected(&b, &b.id, &out, &["config.json"]);
+    assert_rejected(&b, &b.id, &out, &["config.json", "process.args"]);
 }
 
 #[test]

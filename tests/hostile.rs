@@ -1077,3 +1077,36 @@ fn fifty_megabyte_data_section_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_no_leftovers(&b);
 }
+
+/// A config that does not parse names the field serde stopped at; an unknown capability name (one
+/// of a newer kernel) is skipped with a warning naming it, as runc does, and the container runs
+/// without it.
+#[test]
+fn parse_errors_name_the_field_and_unknown_capabilities_are_skipped() {
+    let mut b = Bundle::new("h-parse", &["true"]);
+    b.config["linux"]["namespaces"][0]["type"] = json!("bogus");
+    create_rejected(&b, &["linux.namespaces[0].type", "bogus"]);
+
+    let mut b = Bundle::new("h-parse", &["true"]);
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "hard": 1, "soft": 1}]);
+    create_rejected(&b, &["process.rlimits[0].type", "RLIMIT_BOGUS"]);
+
+    let mut b = Bundle::new("h-caps", &["sh", "-c", "grep ^CapBnd: /proc/self/status"]);
+    let bounding = b.config["process"]["capabilities"]["bounding"]
+        .as_array_mut()
+        .unwrap();
+    let n = bounding.len();
+    bounding.push(json!("CAP_AMPHI_FUTURE"));
+    b.write_config();
+    let out = b.run();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("process.capabilities.bounding[{n}]"))
+            && stderr(&out).contains("CAP_AMPHI_FUTURE"),
+        "no warning naming the capability: {}",
+        stderr(&out)
+    );
+    let mask =
+        u64::from_str_radix(stdout(&out).trim().trim_start_matches("CapBnd:").trim(), 16).unwrap();
+    assert_eq!(mask.count_ones() as usize, n, "{}", stdout(&out));
+}
