@@ -1081,3 +1081,70 @@ fn events_stats_cpu_usage_in_nanoseconds_per_cpu() {
     // Nanoseconds, not clock ticks: at least one tick (>= 1 ms at any USER_HZ) of user time.
     assert!(usage["user"].as_u64().unwrap() >= 1_000_000, "{ev}");
 }
+
+/// `exec --cgroup` takes runc's forms: `PATH` for every hierarchy, `CONTROLLER[,...]:PATH` for the
+/// v1 hierarchies with those controllers (repeatable). The process lands in those sub-cgroups (and in
+/// the container's own cgroup elsewhere); a missing sub-cgroup, `..`, or an unknown controller fail.
+#[test]
+fn exec_cgroup_takes_runcs_controller_syntax() {
+    let b = Bundle::new("exec-cg", &["sleep", "1000"]);
+    create_start(&b);
+    for d in b.cgroup_dirs() {
+        std::fs::create_dir(d.join("sub")).unwrap();
+        // A v1 cpuset cgroup takes no process until it has cpus and mems.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if let Ok(v) = std::fs::read_to_string(d.join(f)) {
+                std::fs::write(d.join("sub").join(f), v.trim()).unwrap();
+            }
+        }
+    }
+    let v1 = |ctrl: &str| Path::new("/sys/fs/cgroup").join(ctrl).exists();
+    if v1("pids") && v1("memory") {
+        let out = b.amphi(&[
+            "exec",
+            "--cgroup",
+            "pids:sub",
+            b.id.as_str(),
+            "cat",
+            "/proc/self/cgroup",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let line = |ctrl: &str| {
+            text.lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|x| x == ctrl))
+                })
+                .unwrap_or_default()
+                .to_string()
+        };
+        // The container has a cgroup namespace: paths are relative to its cgroup.
+        assert!(line("pids").ends_with(":/sub"), "{text}");
+        assert!(line("memory").ends_with(":/"), "{text}");
+    }
+    let out = b.amphi(&[
+        "exec",
+        "--cgroup",
+        "sub",
+        b.id.as_str(),
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).lines().all(|l| l.ends_with(":/sub")),
+        "{}",
+        stdout(&out)
+    );
+    for bad in ["nosuch", "pids:../x", "nosuchctrl:sub"] {
+        let out = b.amphi(&["exec", "--cgroup", bad, b.id.as_str(), "true"]);
+        assert!(!out.status.success(), "--cgroup {bad} accepted");
+        assert!(stderr(&out).contains("--cgroup"), "{bad}: {}", stderr(&out));
+    }
+    // The process's sub-cgroups are empty again: remove them so that delete can remove the cgroup.
+    for d in b.cgroup_dirs() {
+        let _ = std::fs::remove_dir(d.join("sub"));
+    }
+}

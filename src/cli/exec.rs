@@ -66,9 +66,10 @@ pub struct ExecArgs {
     /// Pass N additional file descriptors to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Run the process in a sub-cgroup of the container's (a relative path).
+    /// Run the process in a sub-cgroup of the container's: PATH (relative to the container's cgroup,
+    /// every hierarchy) or CONTROLLER[,CONTROLLER...]:PATH (cgroup v1); repeatable, as runc's.
     #[arg(long)]
-    cgroup: Option<String>,
+    cgroup: Vec<String>,
     /// Allow exec in a paused container.
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,

@@ -22,7 +22,9 @@ pub struct ExecOptions {
     /// `--preserve-fds`.
     pub preserve_fds: u32,
     /// `--cgroup`: a sub-cgroup of the container's to put the process in (relative path).
-    pub sub_cgroup: Option<String>,
+    /// `--cgroup` values, runc's syntax: `PATH` (every hierarchy) or `CONTROLLER[,CONTROLLER...]:PATH`
+    /// (cgroup v1 hierarchies with those controllers); PATH is relative to the container's cgroup.
+    pub sub_cgroup: Vec<String>,
     /// The directory of the Wasm AOT cache.
     pub wasm_cache_dir: PathBuf,
     /// `--ignore-paused`: exec even into a paused container.
@@ -170,15 +172,32 @@ pub fn exec(
     let mut cgroup_dirs = Vec::new();
     if let Some(path) = &state.cgroup_path {
         let cg = ContainerCgroup::open(path)?;
-        for d in cg.dirs() {
-            let d = match &opts.sub_cgroup {
-                Some(sub) => {
-                    let sub = sub.trim_start_matches('/');
-                    if sub.split('/').any(|c| c == "..") {
-                        anyhow::bail!("--cgroup {sub:?}: must not contain '..'");
-                    }
-                    d.join(sub)
-                }
+        let subs = SubCgroups::parse(&opts.sub_cgroup)?;
+        let depth = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .count();
+        let dirs = cg.dirs();
+        // The hierarchy of each directory: the name of its mount point (`cpu,cpuacct`, `unified`).
+        let hierarchies: Vec<String> = dirs
+            .iter()
+            .map(|d| {
+                d.ancestors()
+                    .nth(depth)
+                    .and_then(|m| m.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        for c in subs.per_controller.iter().flat_map(|(cs, _)| cs) {
+            if !hierarchies.iter().any(|h| hierarchy_has(h, c)) {
+                anyhow::bail!("--cgroup {c}:...: no cgroup v1 hierarchy has the controller {c:?}");
+            }
+        }
+        for (d, h) in dirs.into_iter().zip(&hierarchies) {
+            let d = match subs.for_hierarchy(h) {
+                Some(sub) => d.join(sub),
                 None => d,
             };
             if !d.is_dir() {
@@ -225,4 +244,60 @@ pub fn exec(
         )?,
     };
     spawn(&mut cfg)
+}
+
+/// `exec --cgroup` values, parsed (runc's syntax).
+#[derive(Debug, Default)]
+struct SubCgroups {
+    /// The path for every hierarchy not named below.
+    all: Option<String>,
+    /// Paths for the hierarchies with these controllers.
+    per_controller: Vec<(Vec<String>, String)>,
+}
+
+impl SubCgroups {
+    /// Errors: a path with `..`, or two paths for all hierarchies.
+    fn parse(values: &[String]) -> anyhow::Result<SubCgroups> {
+        let mut s = SubCgroups::default();
+        for v in values {
+            let (ctrls, path) = match v.split_once(':') {
+                Some((c, p)) => (c, p),
+                None => ("", v.as_str()),
+            };
+            let path = path.trim_start_matches('/');
+            if path.split('/').any(|c| c == "..") {
+                anyhow::bail!("--cgroup {v:?}: must not contain '..'");
+            }
+            let ctrls: Vec<String> = ctrls
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect();
+            if ctrls.is_empty() {
+                if s.all.is_some() {
+                    anyhow::bail!("--cgroup {v:?}: a path for every controller was given twice");
+                }
+                s.all = Some(path.to_string());
+            } else {
+                s.per_controller.push((ctrls, path.to_string()));
+            }
+        }
+        Ok(s)
+    }
+
+    /// The sub-path for hierarchy `h` (its mount point's name).
+    fn for_hierarchy(&self, h: &str) -> Option<&str> {
+        self.per_controller
+            .iter()
+            .find(|(cs, _)| cs.iter().any(|c| hierarchy_has(h, c)))
+            .map(|(_, p)| p.as_str())
+            .or(self.all.as_deref())
+            .filter(|p| !p.is_empty())
+    }
+}
+
+/// True when hierarchy `h` (`cpu,cpuacct`, `systemd`) holds controller `c` (`cpu`, `name=systemd`).
+fn hierarchy_has(h: &str, c: &str) -> bool {
+    let c = c.strip_prefix("name=").unwrap_or(c);
+    h != "unified" && h.split(',').any(|x| x == c)
 }
