@@ -19,7 +19,7 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
@@ -27,7 +27,7 @@ use oci_spec::runtime::Hook;
 /// Runs `hooks` (the config's `hooks.<kind>` list) in order with `state` on stdin.
 ///
 /// Errors: the first hook that cannot be started, exits non-zero, or times out, named as
-/// `hooks.<kind>[i]`, with what it wrote on stderr.
+/// `hooks.<kind>[i]`, with what it wrote (stdout and stderr).
 pub fn run(kind: &str, hooks: &[Hook], state: &serde_json::Value) -> anyhow::Result<()> {
     let input = serde_json::to_vec(state)?;
     for (i, hook) in hooks.iter().enumerate() {
@@ -64,22 +64,31 @@ fn run_one(hook: &Hook, input: &[u8]) -> anyhow::Result<()> {
             None => cmd.env(e, ""),
         };
     }
-    cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
+    // stdout and stderr share one pipe, kept for the error message (as runc): a hook's output must
+    // not land in amphi's own stdout, which engines may read.
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| anyhow::anyhow!("hook {}: pipe: {e}", path.display()))?;
+    let out_w2 = out_w
+        .try_clone()
+        .map_err(|e| anyhow::anyhow!("hook {}: pipe: {e}", path.display()))?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(out_w2));
     // Its own process group, so that a timeout kills what the hook started too, not only the hook.
     cmd.process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("start {}: {e}", path.display()))?;
+    let spawned = cmd.spawn();
+    // The parent's copies of the pipe's write end go with the command.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| anyhow::anyhow!("start {}: {e}", path.display()))?;
     let deadline = hook
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
-    // The hook's stderr is drained while it runs (a hook writing more than a pipe holds must not
+    // The hook's output is drained while it runs (a hook writing more than a pipe holds must not
     // stall), without blocking: a process the hook left behind may keep it open.
-    let mut stderr = child.stderr.take().map(|e| {
-        set_nonblocking(e.as_raw_fd());
-        (e, Vec::new())
-    });
+    let output = std::fs::File::from(out_r);
+    set_nonblocking(output.as_raw_fd());
+    let mut stderr = Some((output, Vec::new()));
     if let Some(stdin) = child.stdin.take() {
         feed_stdin(stdin, input, &mut child, &mut stderr, deadline)?;
     }
@@ -125,7 +134,7 @@ fn feed_stdin(
     mut stdin: std::process::ChildStdin,
     input: &[u8],
     child: &mut std::process::Child,
-    stderr: &mut Option<(ChildStderr, Vec<u8>)>,
+    stderr: &mut Option<(std::fs::File, Vec<u8>)>,
     deadline: Option<Instant>,
 ) -> anyhow::Result<()> {
     set_nonblocking(stdin.as_raw_fd());
@@ -165,7 +174,7 @@ const STDERR_KEEP: usize = 64 * 1024;
 
 /// Reads what the hook's stderr holds now, without blocking, keeping the first [`STDERR_KEEP`]
 /// bytes.
-fn drain(stderr: &mut Option<(ChildStderr, Vec<u8>)>) {
+fn drain(stderr: &mut Option<(std::fs::File, Vec<u8>)>) {
     let Some((e, buf)) = stderr.as_mut() else {
         return;
     };

@@ -708,3 +708,38 @@ fn a_stop_signal_does_not_interrupt_create() {
         assert_nothing_left(&b);
     }
 }
+
+/// A hook's stdout does not reach amphi's stdout (engines may read it); with its stderr it is kept
+/// for the error message of a failing hook, as runc does.
+#[test]
+fn hook_output_is_captured_not_printed() {
+    let d = script_dir();
+    let chatty = d.path().join("chatty.sh");
+    write_script(&chatty, "echo HOOK-SAYS-HI");
+    let failing = d.path().join("failing.sh");
+    write_script(
+        &failing,
+        "echo HOOK-OUT-LINE; echo HOOK-ERR-LINE >&2; exit 4",
+    );
+
+    let mut b = bundle("hooks-out", &["true"]);
+    b.config["hooks"] = json!({"createRuntime": [hook(chatty.to_str().unwrap(), &[], &[], None)]});
+    b.write_config();
+    let out = b.create();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("HOOK-SAYS-HI"), "{}", stdout(&out));
+    assert!(b.amphi(&["delete", "-f", &b.id]).status.success());
+
+    let mut b = bundle("hooks-out-fail", &["true"]);
+    b.config["hooks"] = json!({"createRuntime": [hook(failing.to_str().unwrap(), &[], &[], None)]});
+    b.write_config();
+    let out = b.create();
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("HOOK-OUT-LINE") && err.contains("HOOK-ERR-LINE"),
+        "{err}"
+    );
+    assert_nothing_left(&b);
+}
