@@ -332,3 +332,27 @@ fn kill_of_a_created_container_with_term_int_or_hup_stops_it() {
         common::assert_no_leftovers(&b);
     }
 }
+
+/// A signal the caller of amphi ignores stays ignored for the workload (as with runc under nohup):
+/// init's own handlers for SIGTERM, SIGINT and SIGHUP before `start` do not leak into it.
+#[test]
+fn a_signal_ignored_by_the_caller_stays_ignored_in_the_workload() {
+    let b = Bundle::new("sig-ign", &["grep", "^SigIgn:", "/proc/self/status"]);
+    let cmd = format!(
+        "trap '' HUP; exec {} --root {} run --bundle {} {}",
+        common::amphi_bin(),
+        b.root.display(),
+        b.dir.display(),
+        b.id
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mask = u64::from_str_radix(text.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_ne!(mask & 1, 0, "SIGHUP (bit 0) not ignored: {text}");
+    assert_eq!(mask & (1 << 14), 0, "SIGTERM (bit 14) ignored: {text}");
+}
