@@ -1087,8 +1087,19 @@ fn events_stats_cpu_usage_in_nanoseconds_per_cpu() {
 /// the container's own cgroup elsewhere); a missing sub-cgroup, `..`, or an unknown controller fail.
 #[test]
 fn exec_cgroup_takes_runcs_controller_syntax() {
+    /// Removes the sub-cgroups even when an assertion fails (dropped before the bundle, whose own
+    /// cleanup cannot remove a cgroup that still has children).
+    struct SubDirs(Vec<PathBuf>);
+    impl Drop for SubDirs {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
     let b = Bundle::new("exec-cg", &["sleep", "1000"]);
     create_start(&b);
+    let _subs = SubDirs(b.cgroup_dirs().iter().map(|d| d.join("sub")).collect());
     for d in b.cgroup_dirs() {
         std::fs::create_dir(d.join("sub")).unwrap();
         // A v1 cpuset cgroup takes no process until it has cpus and mems.
@@ -1142,9 +1153,5 @@ fn exec_cgroup_takes_runcs_controller_syntax() {
         let out = b.amphi(&["exec", "--cgroup", bad, b.id.as_str(), "true"]);
         assert!(!out.status.success(), "--cgroup {bad} accepted");
         assert!(stderr(&out).contains("--cgroup"), "{bad}: {}", stderr(&out));
-    }
-    // The process's sub-cgroups are empty again: remove them so that delete can remove the cgroup.
-    for d in b.cgroup_dirs() {
-        let _ = std::fs::remove_dir(d.join("sub"));
     }
 }
