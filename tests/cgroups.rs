@@ -152,6 +152,26 @@ fn memory_limit_kills_foreground_run_with_137() {
 }
 
 #[test]
+fn memory_limit_too_low_for_create_is_named_and_nothing_is_left() {
+    // The runtime's own processes join the cgroup before the workload starts: with a 1-byte limit
+    // (one page) the OOM killer ends the intermediate process during create.
+    let mut b = Bundle::new("oomcreate", &["true"]);
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 1});
+    let out = b.create();
+    assert!(
+        !out.status.success(),
+        "create succeeded with a 1-byte limit"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("linux.resources.memory.limit: 1 is too low")
+            && err.contains("the OOM killer ended"),
+        "the error does not name the limit: {err}"
+    );
+    assert_nothing_left(&b);
+}
+
+#[test]
 fn memory_limit_oom_kill_is_reported_by_events() {
     let mut b = Bundle::new("oomev", &["sleep", "1000"]);
     memory_32m(&mut b);

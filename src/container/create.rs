@@ -249,6 +249,8 @@ fn create_in(
         )))?;
         state.cgroup_path = Some(cg_path);
     }
+    // A cgroup that existed before keeps its OOM-kill count: only kills from now on are this create's.
+    let oom_kills_before = if use_cgroup { cg.oom_kills() } else { 0 };
 
     let result = (|| -> anyhow::Result<i32> {
         let start_listener = bind_start_socket(dir)?;
@@ -312,7 +314,14 @@ fn create_in(
         dir.save(&state)?;
         Ok(pid)
     })();
-    if let Err(e) = result {
+    if let Err(mut e) = result {
+        if use_cgroup {
+            e = name_oom_kill(
+                e,
+                cg.oom_kills().saturating_sub(oom_kills_before),
+                linux.resources().as_ref(),
+            );
+        }
         if state.pid > 0 {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(state.pid),
@@ -332,6 +341,34 @@ fn create_in(
         return Err(e);
     }
     Ok((state, terminal))
+}
+
+/// When the kernel's OOM killer ended `kills` processes of the container's cgroup during create (a
+/// memory limit below what the runtime's own processes need before the workload starts), says so on
+/// top of `e` and names the limit, instead of only "intermediate process exited during create"
+/// (runc: "unable to set memory limit to N"). With no kill, `e` is returned as it is.
+fn name_oom_kill(
+    e: anyhow::Error,
+    kills: u64,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+) -> anyhow::Error {
+    if kills == 0 {
+        return e;
+    }
+    let limit = resources
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0);
+    match limit {
+        Some(l) => e.context(format!(
+            "linux.resources.memory.limit: {l} is too low for the container's processes to start \
+             (the OOM killer ended {kills} of them during create)"
+        )),
+        None => e.context(format!(
+            "the OOM killer ended {kills} of the container's processes during create (a memory \
+             limit of linux.cgroupsPath or of a parent cgroup)"
+        )),
+    }
 }
 
 /// Sends a pidfd of `pid` (pidfd_open(2)) over the unix socket at `path` with SCM_RIGHTS, as runc's
