@@ -19,6 +19,7 @@ use oci_spec::runtime::Spec;
 
 pub mod linux;
 pub mod path;
+pub mod signals;
 pub mod wasm;
 
 /// Annotation that marks a Kubernetes pod sandbox ("pause") container (CRI).

@@ -53,12 +53,12 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: GateWait) -> ! {
     // As pid 1 of its namespace, init ignores every signal it has no handler for, so `kill` of a
     // created container with SIGTERM, SIGINT or SIGHUP would do nothing (runc's init exits on them):
     // until `start`, they end it with status 128+signal.
-    let before = set_stop_handlers();
+    let before = amphi_executors::signals::exit_on_stop_signals();
     let mut conn = match wait_for_start(cfg) {
         Ok(c) => Some(c),
         Err(_) => exit_child(1),
     };
-    restore_handlers(&before);
+    amphi_executors::signals::restore_stop_signals(&before);
     if let Some(list) = cfg
         .spec
         .hooks()
@@ -115,45 +115,6 @@ pub fn run(cfg: &mut InitConfig, ch: &Channel, gate: GateWait) -> ! {
         let _ = writeln!(std::io::stderr(), "amphi: {err}");
     }
     exit_child(127);
-}
-
-extern "C" fn exit_on_signal(sig: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe; nothing of the container has started yet.
-    unsafe { libc::_exit(128 + sig) }
-}
-
-/// The signals that end init while it waits for `start`.
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
-
-/// Installs the handler that ends init on [`STOP_SIGNALS`] while it waits for `start`, returning the
-/// dispositions they had, for [`restore_handlers`] (a signal the caller ignored stays ignored for
-/// the workload, as before).
-fn set_stop_handlers() -> Vec<libc::sigaction> {
-    STOP_SIGNALS
-        .iter()
-        .map(|&sig| {
-            // SAFETY: a zeroed sigaction with a handler that only calls the async-signal-safe
-            // _exit and an empty mask is valid; the old one is written into a zeroed struct.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = exit_on_signal as *const () as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &sa, &mut old) != 0 {
-                    old.sa_sigaction = libc::SIG_DFL;
-                }
-                old
-            }
-        })
-        .collect()
-}
-
-/// Puts back the dispositions that [`set_stop_handlers`] returned.
-fn restore_handlers(before: &[libc::sigaction]) {
-    for (&sig, old) in STOP_SIGNALS.iter().zip(before) {
-        // SAFETY: `old` is a sigaction the kernel returned for this signal.
-        unsafe { libc::sigaction(sig, old, std::ptr::null_mut()) };
-    }
 }
 
 /// Blocks until `amphi start` connects to the start socket and sends its byte. The connection is

@@ -277,26 +277,6 @@ impl WasiView for P2State {
     }
 }
 
-extern "C" fn on_stop_signal(sig: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe; the guest is abandoned where it stands.
-    unsafe { libc::_exit(128 + sig) }
-}
-
-/// The guest runs as pid 1 of its pid namespace, where signals without a handler are ignored: install
-/// handlers so that `kill` with SIGTERM, SIGINT or SIGHUP stops it with status 128+signal.
-fn install_stop_handlers() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction with a plain handler function and an empty mask is valid; the
-        // handler only calls the async-signal-safe _exit.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
 fn finish(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -415,7 +395,8 @@ impl Executor for WasmExecutor {
         let t0 = std::time::Instant::now();
         let builder = self.wasi_builder();
         let mut builder = builder?;
-        install_stop_handlers();
+        // pid 1 of its pid namespace: without handlers, `kill` with TERM, INT or HUP would do nothing.
+        crate::signals::exit_on_stop_signals();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .enable_io()
