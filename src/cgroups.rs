@@ -101,7 +101,9 @@ pub fn resolve_path(
     Ok(format!("/{}", parts.join("/")))
 }
 
-/// The cgroup of one container in every hierarchy of the host.
+/// The cgroup of one container in every hierarchy of the host. A clone is another handle on the same
+/// cgroup, without reading the mount table again.
+#[derive(Clone)]
 pub struct ContainerCgroup {
     path: String,
     manager: FsManager,

@@ -264,11 +264,7 @@ fn create_in(
                 CgroupMount::None
             },
             namespaces: plan,
-            cgroup: if use_cgroup {
-                Some(ContainerCgroup::open(cg.path())?)
-            } else {
-                None
-            },
+            cgroup: if use_cgroup { Some(cg.clone()) } else { None },
             cgroup_join: None,
             console,
             start_listener,
