@@ -1129,18 +1129,22 @@ fn exec_cgroup_takes_runcs_controller_syntax() {
             }
         }
     }
-    let v1 = |ctrl: &str| Path::new("/sys/fs/cgroup").join(ctrl).exists();
-    if v1("pids") && v1("memory") {
+    // /proc/self/cgroup of a process exec'd with `--cgroup spec`.
+    let cgroups_with = |spec: &str| {
         let out = b.amphi(&[
             "exec",
             "--cgroup",
-            "pids:sub",
+            spec,
             b.id.as_str(),
             "cat",
             "/proc/self/cgroup",
         ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let text = stdout(&out);
+        assert!(out.status.success(), "--cgroup {spec}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let v1 = |ctrl: &str| Path::new("/sys/fs/cgroup").join(ctrl).exists();
+    if v1("pids") && v1("memory") {
+        let text = cgroups_with("pids:sub");
         let line = |ctrl: &str| {
             text.lines()
                 .find(|l| {
@@ -1155,20 +1159,8 @@ fn exec_cgroup_takes_runcs_controller_syntax() {
         assert!(line("pids").ends_with(":/sub"), "{text}");
         assert!(line("memory").ends_with(":/"), "{text}");
     }
-    let out = b.amphi(&[
-        "exec",
-        "--cgroup",
-        "sub",
-        b.id.as_str(),
-        "cat",
-        "/proc/self/cgroup",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).lines().all(|l| l.ends_with(":/sub")),
-        "{}",
-        stdout(&out)
-    );
+    let text = cgroups_with("sub");
+    assert!(text.lines().all(|l| l.ends_with(":/sub")), "{text}");
     for bad in ["nosuch", "pids:../x", "nosuchctrl:sub"] {
         let out = b.amphi(&["exec", "--cgroup", bad, b.id.as_str(), "true"]);
         assert!(!out.status.success(), "--cgroup {bad} accepted");
