@@ -186,7 +186,10 @@ md += ["", "## Peak RSS of `create`, binary size", "",
 sz = {s["runtime"]: s for s in sizes}
 for r in rss:
     s = sz.get(r["runtime"], {})
-    size = f"{s['bytes'] / 1e6:.1f} MB | {s['shared_libs']}" if s else "(same binary) |"
+    size = f"{s['bytes'] / 1e6:.1f} MB | {s['shared_libs']}" if s else "(same binaries) |"
+    if r["runtime"] == "amphi" and s and facts.get("amphi_full_bytes"):
+        size = (f"{s['bytes'] / 1e6:.1f} MB (`amphi`) + {int(facts['amphi_full_bytes']) / 1e6:.1f} MB "
+                f"(`amphi-full`, which runs create, run and exec) | {s['shared_libs']}")
     md.append(f"| {r['runtime']} | {r['median_kib'] / 1024:.1f} MiB ({r['min_kib'] / 1024:.1f}–"
               f"{r['max_kib'] / 1024:.1f}) | {size} |")
 md += ["", "## CPU per create+start+delete (perf stat, software events; legacy view)", "",

@@ -5,7 +5,8 @@
 #      runtime, and the runs of all rounds are pooled, so that a busy spell of a shared machine lands on
 #      every runtime alike), CONC (containers in the concurrent test, default 50), CONC_RUNS (default 5),
 #      RSS_RUNS (default 10),
-#      AMPHI (use this binary instead of building it with examples/build-release.sh), SKIP_CALLGRIND=1.
+#      AMPHI (use this binary, with its amphi-full next to it, instead of building both with
+#      examples/build-release.sh), SKIP_CALLGRIND=1.
 # Writes bench/results/<date>.md (tables), <date>.json (all figures) and <date>.png (chart).
 #
 # crun 1.8 refuses this host's hybrid cgroup layout (cgroup v1 controllers plus a cgroup2 mount at
@@ -129,7 +130,7 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
         lifecycle_groups "${order[@]}"
 
         echo "== create+start+delete with amphi and crun on read-only bind mounts" >&2
-        if ro_bind "$amphi" "$(command -v crun)"; then
+        if ro_bind "$amphi" "$amphi_full" "$(command -v crun)"; then
             args=()
             for r in $(rotate "$round" amphi crun); do
                 R=$(rt_cmd "$r") B=$work/bundles/$r-true
@@ -139,7 +140,7 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
             # A failed run leaves a container whose init still runs the bound binary: delete first.
             delete_all amphi
             delete_all crun
-            ro_unbind "$amphi" "$(command -v crun)"
+            ro_unbind "$amphi" "$amphi_full" "$(command -v crun)"
         fi
 
         echo "== wasm hello vs linux hello (amphi)" >&2
@@ -263,6 +264,9 @@ else
     # The static-pie release build that README installs (examples/build-release.sh prints its path).
     amphi=$("$repo/examples/build-release.sh") || { echo "examples/build-release.sh failed" >&2; exit 1; }
 fi
+# amphi hands create, run and exec to amphi-full, which a build puts next to it.
+amphi_full=$(dirname "$amphi")/amphi-full
+[ -x "$amphi_full" ] || { echo "no amphi-full next to $amphi (build both: examples/build-release.sh)" >&2; exit 1; }
 work=$(mktemp -d /tmp/amphi-bench.XXXXXX)
 out=$work/out
 mkdir -p "$out" "$work/root" "$work/out/cg"
@@ -283,7 +287,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-export work out amphi runs conc conc_runs rss_runs rounds
+export work out amphi amphi_full runs conc conc_runs rss_runs rounds
 
 # Bundles: one busybox rootfs and one Wasm rootfs shared (read-only) by all bundles; per runtime and use
 # its own cgroupsPath under /amphi-bench/. ociVersion 1.0.2 because crun 1.8 refuses newer versions.
@@ -335,6 +339,7 @@ unshare -m --propagation private env AMPHI_BENCH_INNER=1 bash "$0" "$runs"
 # Sizes, versions and host facts for the report.
 {
     echo "amphi_bytes=$(stat -c %s "$amphi")"
+    echo "amphi_full_bytes=$(stat -c %s "$amphi_full")"
     echo "runc_bytes=$(stat -c %s "$(command -v runc)")"
     echo "crun_bytes=$(stat -c %s "$(command -v crun)")"
     echo "amphi_libs=$(ldd "$amphi" | grep -c '=>')"

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds the release amphi as a static position-independent executable (glibc static-pie, libseccomp
-# linked in) and prints its path: target/<host triple>/release/amphi.
-#   examples/build-release.sh                  the amphi binary
+# Builds the release amphi as static position-independent executables (glibc static-pie, libseccomp
+# linked in) and prints the path of amphi: target/<host triple>/release/amphi. Its other binary,
+# amphi-full (which amphi runs for create, run and exec), is in the same directory: install both.
+#   examples/build-release.sh                  the amphi and amphi-full binaries
 #   examples/build-release.sh example NAME     the example NAME, built the same way (sharing the build)
 #
 # Why: every create+start+delete cycle starts amphi four times (create, its protected re-exec, start,
@@ -24,7 +25,7 @@ case $host in
 *) echo "build-release.sh: host $host is not a glibc Linux target; use cargo build --release" >&2; exit 1 ;;
 esac
 case "${1:-}" in
-"") what="--bin amphi" path=amphi ;;
+"") what="--bin amphi --bin amphi-full" path=amphi ;;
 example) what="--example ${2:?example NAME}" path=examples/$2 ;;
 *) echo "usage: build-release.sh [example NAME]" >&2; exit 2 ;;
 esac

@@ -301,8 +301,7 @@ fn private_copy() -> (tempfile::TempDir, PathBuf) {
         .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("amphi");
-    std::fs::copy(amphi_bin(), &bin).unwrap();
+    let bin = common::install_binaries(dir.path());
     (dir, bin)
 }
 
@@ -332,16 +331,51 @@ fn relative_xdg_runtime_dir_is_not_used_for_state() {
 #[test]
 fn exe_mark_from_the_caller_does_not_skip_the_protection() {
     for value in ["1", "7", ""] {
+        // amphi-full run directly from its writable file refuses a mark it did not set.
         let b = Bundle::new("exemark", &["true"]);
         b.write_config();
         let dir = b.dir.to_string_lossy().into_owned();
-        let out = b
-            .cmd(&["create", "--bundle", &dir, &b.id])
+        let out = Command::new(common::amphi_full_bin())
+            .arg("--root")
+            .arg(&b.root)
+            .args(["create", "--bundle", &dir, &b.id])
             .env("_AMPHI_EXE_PROTECTED", value)
+            .stdin(Stdio::null())
             .output()
             .unwrap();
         assert_fails_naming(&out, &["_AMPHI_EXE_PROTECTED", "CVE-2019-5736"]);
         assert_no_leftovers(&b);
+        // The front drops the caller's mark and runs amphi-full from a read-only image anyway.
+        let b = Bundle::new("exemark", &["sleep", "1000"]);
+        b.write_config();
+        let dir = b.dir.to_string_lossy().into_owned();
+        // stderr through a file: the container's init inherits it and keeps it open.
+        let err_path = b.dir.join(".exemark-err");
+        let status = b
+            .cmd(&["create", "--bundle", &dir, &b.id])
+            .env("_AMPHI_EXE_PROTECTED", value)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        assert!(status.success(), "{value:?}: {err}");
+        let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+        let exe = format!("/proc/{pid}/exe");
+        let e = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&exe)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{value:?}: {exe}: {e}");
+        // The image's initial environment (/proc/<pid>/environ of the waiting init, which runs
+        // amphi-full) holds the front's own mark only, not the caller's.
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let marks: Vec<String> = environ
+            .split(|c| *c == 0)
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .filter(|e| e.starts_with("_AMPHI_EXE_PROTECTED="))
+            .collect();
+        assert_eq!(marks, ["_AMPHI_EXE_PROTECTED=1"], "{value:?}");
     }
 }
 
@@ -373,10 +407,15 @@ fn exe_through_a_symlink_then_replaced_binary() {
         .open(&exe)
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{exe}: {e}");
-    // Replace the file as a rebuild does (new inode, renamed over the old one).
-    let tmp = bin_dir.path().join("amphi.new");
-    std::fs::copy(amphi_bin(), &tmp).unwrap();
-    std::fs::rename(&tmp, &bin).unwrap();
+    // Replace both files as a rebuild does (new inodes, renamed over the old ones).
+    for (src, name) in [
+        (amphi_bin(), "amphi"),
+        (common::amphi_full_bin(), "amphi-full"),
+    ] {
+        let tmp = bin_dir.path().join(format!("{name}.new"));
+        std::fs::copy(src, &tmp).unwrap();
+        std::fs::rename(&tmp, bin_dir.path().join(name)).unwrap();
+    }
     let run = |args: &[&str]| {
         Command::new(&bin)
             .arg("--root")

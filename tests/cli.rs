@@ -840,3 +840,124 @@ fn docker_update_zero_resources_mean_unset() {
     assert!(out.status.success(), "delete: {}", stderr(&out));
     assert!(b.cgroup_dirs().is_empty(), "{:?}", b.cgroup_dirs());
 }
+
+/// Runs `bin --root <root> <args>`, stdin from /dev/null, stdout and stderr through files (a
+/// container created by the command inherits them).
+fn run_binary(bin: &Path, b: &Bundle, args: &[&str]) -> Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (tmp.path().join("out"), tmp.path().join("err"));
+    let status = Command::new(bin)
+        .arg("--root")
+        .arg(&b.root)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    }
+}
+
+/// `amphi` without `amphi-full` next to it still serves the subcommands that enter no container,
+/// and refuses `create`, `run` and `exec` with exit status 1 and an error that names the missing
+/// file; nothing of the container is left.
+#[test]
+fn front_without_amphi_full_names_it_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = dir.path().join("amphi");
+    std::fs::copy(amphi_bin(), &front).unwrap();
+    let missing = dir.path().join("amphi-full").display().to_string();
+    let b = Bundle::new("nofull", &["true"]);
+    b.write_config();
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let id = b.id.as_str();
+    for args in [
+        &["create", "--bundle", &bundle, id][..],
+        &["run", "--bundle", &bundle, id][..],
+        &["exec", id, "true"][..],
+    ] {
+        let out = run_binary(&front, &b, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&missing) && err.contains("installed next to it"),
+            "{args:?}: {err}"
+        );
+        common::assert_no_leftovers(&b);
+    }
+    let out = run_binary(&front, &b, &["list", "--quiet"]);
+    assert!(out.status.success(), "list: {}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let out = run_binary(&front, &b, &["delete", "--force", id]);
+    assert!(out.status.success(), "delete --force: {}", stderr(&out));
+}
+
+/// `amphi-full` installed alone (here under the name `amphi`) serves the whole lifecycle itself.
+#[test]
+fn amphi_full_alone_serves_the_whole_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("amphi");
+    std::fs::copy(common::amphi_full_bin(), &full).unwrap();
+    let b = Bundle::new("fullonly", &["sleep", "1000"]);
+    b.write_config();
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let out = run_binary(&full, &b, &["create", "--bundle", &bundle, &b.id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let out = run_binary(&full, &b, &["start", &b.id]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let out = run_binary(&full, &b, &["exec", &b.id, "echo", "from-exec"]);
+    assert_eq!(stdout(&out).trim(), "from-exec", "{}", stderr(&out));
+    let out = run_binary(&full, &b, &["state", &b.id]);
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "running", "{state}");
+    let out = run_binary(&full, &b, &["delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    common::assert_no_leftovers(&b);
+}
+
+/// With both binaries on a read-only mount, `amphi` executes `amphi-full` as it is (no overlay, no
+/// copy): the container's pid 1 runs that very file.
+#[test]
+fn amphi_full_on_a_read_only_mount_runs_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = common::install_binaries(dir.path());
+    let full = dir.path().join("amphi-full");
+    let b = Bundle::new("rofull", &["sleep", "1000"]);
+    b.write_config();
+    // The read-only bind mount lives in a private mount namespace that ends with the shell.
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec {front} --root {root} \
+         create --bundle {bundle} {id}",
+        d = dir.path().display(),
+        front = front.display(),
+        root = b.root.display(),
+        bundle = b.dir.display(),
+        id = b.id
+    );
+    // Through a file: the container's init inherits stderr and keeps it open.
+    let err_path = b.dir.join(".ro-create-err");
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(status.success(), "create: {err}");
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let seen = nix::sys::stat::stat(format!("/proc/{pid}/exe").as_str()).unwrap();
+    let host = nix::sys::stat::stat(&full).unwrap();
+    assert_eq!(
+        (seen.st_dev, seen.st_ino),
+        (host.st_dev, host.st_ino),
+        "pid 1 does not run amphi-full itself"
+    );
+    let out = b.amphi(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    common::assert_no_leftovers(&b);
+}

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{amphi_bin, stderr, stdout, wait_for, Bundle};
+use common::{stderr, stdout, wait_for, Bundle};
 use serde_json::json;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -77,10 +77,15 @@ const ALL_CAPS: [&str; 41] = [
 const SPEC_CAPS: u64 = (1 << 5) | (1 << 10) | (1 << 29); // KILL, NET_BIND_SERVICE, AUDIT_WRITE
 const CAP_NET_RAW: u64 = 1 << 13;
 
-/// A copy of amphi's binary in a temporary directory: the runtime under test.
+/// A copy of amphi's binaries (`amphi` and `amphi-full`) in a temporary directory: the runtime under
+/// test.
 struct Runtime {
     _tmp: tempfile::TempDir,
+    /// The front, which the tests run.
     bin: PathBuf,
+    /// `amphi-full`: the image that container processes run.
+    full: PathBuf,
+    /// Of both files.
     digest: u64,
 }
 
@@ -104,12 +109,13 @@ impl Runtime {
             .prefix("amphi-escape-rt-")
             .tempdir()
             .unwrap();
-        let bin = tmp.path().join("amphi");
-        std::fs::copy(amphi_bin(), &bin).unwrap();
-        let digest = digest(&bin);
+        let bin = common::install_binaries(tmp.path());
+        let full = tmp.path().join("amphi-full");
+        let digest = digest(&bin) ^ digest(&full).rotate_left(1);
         Runtime {
             _tmp: tmp,
             bin,
+            full,
             digest,
         }
     }
@@ -157,23 +163,23 @@ impl Runtime {
         self.amphi(b, &["create", "--bundle", &dir, &b.id], extra)
     }
 
-    /// Asserts that the copy of amphi's binary is byte for byte what it was.
+    /// Asserts that the copies of amphi's binaries are byte for byte what they were.
     #[track_caller]
     fn assert_unchanged(&self) {
         assert_eq!(
-            digest(&self.bin),
+            digest(&self.bin) ^ digest(&self.full).rotate_left(1),
             self.digest,
-            "the runtime binary was modified from inside a container"
+            "a runtime binary was modified from inside a container"
         );
     }
 
-    /// Asserts that process `pid` runs amphi's image from a protected view: `/proc/<pid>/exe` is a
-    /// different file (another device) than the copy on the host, on a read-only mount (or a
+    /// Asserts that process `pid` runs amphi-full's image from a protected view: `/proc/<pid>/exe`
+    /// is a different file (another device) than the copy on the host, on a read-only mount (or a
     /// sealed memfd).
     #[track_caller]
     fn assert_protected_exe(&self, pid: i32) {
         let exe = format!("/proc/{pid}/exe");
-        let host = nix::sys::stat::stat(&self.bin).unwrap();
+        let host = nix::sys::stat::stat(&self.full).unwrap();
         let seen = nix::sys::stat::stat(exe.as_str()).unwrap();
         assert_ne!(
             (seen.st_dev, seen.st_ino),

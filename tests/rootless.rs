@@ -27,7 +27,8 @@ const SUB_COUNT: u64 = 65536;
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The amphi binary as the test user can run it: the one cargo built when every directory above it
-/// is searchable by others, else a hard link (or copy) of it in `/tmp/amphi-rootless-bin/` — a clone
+/// is searchable by others, else a hard link (or copy) of it and of `amphi-full` in
+/// `/tmp/amphi-rootless-bin/` — a clone
 /// of the repository in a private (0700) directory would otherwise fail every test here.
 fn user_amphi() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
@@ -43,14 +44,19 @@ fn user_amphi() -> &'static str {
         let dir = Path::new("/tmp/amphi-rootless-bin");
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let tmp = dir.join(format!("amphi.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        if std::fs::hard_link(bin, &tmp).is_err() {
-            std::fs::copy(bin, &tmp).unwrap();
+        // Both binaries of the build: amphi runs create, run and exec through amphi-full.
+        for (src, name) in [
+            (common::amphi_full_bin(), "amphi-full"),
+            (amphi_bin(), "amphi"),
+        ] {
+            let tmp = dir.join(format!("{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            if std::fs::hard_link(src, &tmp).is_err() {
+                std::fs::copy(src, &tmp).unwrap();
+            }
+            std::fs::rename(&tmp, dir.join(name)).unwrap();
         }
-        let dst = dir.join("amphi");
-        std::fs::rename(&tmp, &dst).unwrap();
-        dst.to_str().unwrap().to_string()
+        dir.join("amphi").to_str().unwrap().to_string()
     })
 }
 

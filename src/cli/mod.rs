@@ -220,9 +220,43 @@ fn version_text() -> String {
     )
 }
 
-/// Entry point of the binary: parses `std::env::args_os`, runs the subcommand, reports errors
-/// (to `--log` in its format, and to stderr), and returns the exit code.
+/// Entry point of `amphi-full`: parses `std::env::args_os`, runs the subcommand (any of them), reports
+/// errors (to `--log` in its format, and to stderr), and returns the exit code. `create`, `run` and
+/// `exec` first make sure that the running image is one no container can write
+/// ([`crate::security::exe::ensure_protected`]).
 pub fn main() -> i32 {
+    main_with(crate::security::exe::ensure_protected, container_command)
+}
+
+/// Entry point of `amphi`, the front: as [`main`], but `create`, `run` and `exec` are handed, with
+/// the same arguments and environment, to `amphi-full` next to it
+/// ([`crate::security::exe::exec_full`]), so that this binary links neither the create pipeline nor
+/// the executors. Returns the exit code; for those three subcommands, only when `amphi-full` could
+/// not be executed (exit code 1, the error names the file).
+pub fn front_main() -> i32 {
+    main_with(
+        || Err(crate::security::exe::exec_full()),
+        |_, _| anyhow::bail!("create, run and exec are served by amphi-full"),
+    )
+}
+
+/// `create`, `run` and `exec` in this process (the others never reach it).
+fn container_command(g: &Global, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Create(a) => create::run(g, a),
+        Command::Exec(a) => exec::run(g, *a),
+        Command::Run(a) => run::run(g, a),
+        _ => anyhow::bail!("not a subcommand that enters a container"),
+    }
+}
+
+/// The command line of both binaries. `enter` runs first for the subcommands whose processes enter
+/// containers (`create`, `run`, `exec`), and `container` runs them; each binary passes its own pair,
+/// so that the front's image contains none of the code that only `amphi-full` runs.
+fn main_with(
+    enter: fn() -> anyhow::Result<()>,
+    container: fn(&Global, Command) -> anyhow::Result<ExitCode>,
+) -> i32 {
     // Rust starts every program with SIGPIPE ignored, and an ignored signal stays ignored across
     // execve: restore the default so neither amphi (`amphi list | head`) nor the container's workload
     // inherits it.
@@ -261,12 +295,12 @@ pub fn main() -> i32 {
         return 1;
     };
     // Escape class 1 (CVE-2019-5736): the processes of these subcommands enter containers, and must
-    // run from an image that no container can write.
+    // run from an image that no container can write (the front hands them to amphi-full here).
     if matches!(
         command,
         Command::Create(_) | Command::Run(_) | Command::Exec(_)
     ) {
-        if let Err(e) = crate::security::exe::ensure_protected() {
+        if let Err(e) = enter() {
             let msg = format!("{e:#}");
             log::error!("{msg}");
             if cli.log.is_some() {
@@ -308,10 +342,8 @@ pub fn main() -> i32 {
             .unwrap_or_default(),
     };
     let result = match command {
-        Command::Create(a) => create::run(&g, a),
+        c @ (Command::Create(_) | Command::Exec(_) | Command::Run(_)) => container(&g, c),
         Command::Start(a) => start::run(&g, a),
-        Command::Exec(a) => exec::run(&g, *a),
-        Command::Run(a) => run::run(&g, a),
         Command::State(a) => state::run_state(&g, a),
         Command::Kill(a) => kill::run(&g, a),
         Command::Delete(a) => delete::run(&g, a),

@@ -20,10 +20,14 @@
 //! No re-execution happens when the running image is already safe: on a read-only mount, a sealed
 //! memfd, or not writable by the caller at all (then a container of this caller, whose root has no
 //! more rights on the host than the caller, cannot write it either).
+//!
+//! The front binary `amphi` never enters a container: for those three subcommands it executes
+//! [`FULL_BINARY`] ([`exec_full`]) instead of itself, protected by the same rules, so that the
+//! subcommand still starts one image, not two.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -67,31 +71,35 @@ fn last_err(what: &str) -> anyhow::Error {
 pub fn current_protection() -> anyhow::Result<Option<Protection>> {
     let exe =
         File::open("/proc/self/exe").map_err(|e| anyhow::anyhow!("open /proc/self/exe: {e}"))?;
+    protection_of(&exe, "/proc/self/exe")
+}
+
+/// How the open file `file` (named `name` in errors) is protected against writes, or `None` when the
+/// caller could write it.
+fn protection_of(file: &impl AsFd, name: &str) -> anyhow::Result<Option<Protection>> {
+    let fd = file.as_fd().as_raw_fd();
     // SAFETY: F_GET_SEALS only reads the seals of the open file; no memory is passed.
-    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
     if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
         return Ok(Some(Protection::SealedMemfd));
     }
-    let vfs = nix::sys::statvfs::fstatvfs(&exe)
-        .map_err(|e| anyhow::anyhow!("statvfs /proc/self/exe: {e}"))?;
+    let vfs =
+        nix::sys::statvfs::fstatvfs(file).map_err(|e| anyhow::anyhow!("statvfs {name}: {e}"))?;
     if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
         return Ok(Some(Protection::ReadOnlyMount));
     }
-    // SAFETY: the path is a valid NUL-terminated C string literal; faccessat only reads it.
-    let rc = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
-            libc::W_OK,
-            libc::AT_EACCESS,
-        )
-    };
+    // The fd's magic link names exactly the open file (an O_PATH fd has no access mode to ask).
+    let link = CString::new(format!("/proc/self/fd/{fd}"))
+        .map_err(|_| anyhow::anyhow!("fd path has a NUL byte"))?;
+    // SAFETY: the path is a valid NUL-terminated C string; faccessat only reads it.
+    let rc =
+        unsafe { libc::faccessat(libc::AT_FDCWD, link.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
     if rc != 0 {
         let e = std::io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EROFS) => return Ok(Some(Protection::ReadOnlyMount)),
             Some(libc::EACCES) | Some(libc::EPERM) => return Ok(Some(Protection::NotWritable)),
-            _ => anyhow::bail!("access /proc/self/exe: {e}"),
+            _ => anyhow::bail!("access {name}: {e}"),
         }
     }
     Ok(None)
@@ -134,16 +142,84 @@ pub fn ensure_protected() -> anyhow::Result<()> {
              refusing to run containers (CVE-2019-5736)"
         );
     }
-    let fd = match overlay_view() {
-        Ok(fd) => fd,
-        Err(overlay_err) => sealed_memfd().map_err(|e| {
+    let target = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| anyhow::anyhow!("readlink /proc/self/exe: {e}"))?;
+    let running =
+        File::open("/proc/self/exe").map_err(|e| anyhow::anyhow!("open /proc/self/exe: {e}"))?;
+    let fd = protected_view(&target, &running, "amphi's binary")?;
+    reexec(&fd)
+}
+
+/// File name of the binary that serves `create`, `run` and `exec` for the front `amphi`: the whole of
+/// amphi (the create pipeline and both executors), installed in the same directory as `amphi`.
+pub const FULL_BINARY: &str = "amphi-full";
+
+/// Replaces the running front (`amphi`) with [`FULL_BINARY`] from the directory of the running
+/// image, with the same arguments and environment (plus the mark that [`ensure_protected`] expects),
+/// executed from an image that no container can write: the file itself when it is already protected
+/// (on a read-only mount, or not writable by the caller), else the file seen through a detached
+/// read-only overlayfs mount of its directory, else a sealed memfd copy of it.
+///
+/// Returns only on failure, with an error that names the file: it is missing or not a regular file
+/// (both binaries of a build must be installed together), no protected image of it could be made, or
+/// the exec failed.
+pub fn exec_full() -> anyhow::Error {
+    match full_image().and_then(|fd| reexec(&fd)) {
+        Ok(()) => anyhow::anyhow!("exec {FULL_BINARY} returned"),
+        Err(e) => e,
+    }
+}
+
+/// An fd of [`FULL_BINARY`], protected (see [`exec_full`]).
+fn full_image() -> anyhow::Result<OwnedFd> {
+    let front = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| anyhow::anyhow!("readlink /proc/self/exe: {e}"))?;
+    let Some(dir) = front.parent().filter(|_| front.is_absolute()) else {
+        anyhow::bail!(
+            "/proc/self/exe points to {}: no directory to find {FULL_BINARY} in",
+            front.display()
+        );
+    };
+    let target = dir.join(FULL_BINARY);
+    let file = nix::fcntl::open(
+        &target,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}: amphi runs create, run and exec through {FULL_BINARY}, which must be \
+             installed next to it (both come from the same build)",
+            target.display()
+        )
+    })?;
+    let st = nix::sys::stat::fstat(&file)
+        .map_err(|e| anyhow::anyhow!("stat {}: {e}", target.display()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        anyhow::bail!(
+            "{} is not a regular file (amphi runs create, run and exec through it)",
+            target.display()
+        );
+    }
+    if protection_of(&file, &target.to_string_lossy())?.is_some() {
+        return Ok(file);
+    }
+    protected_view(&target, &file, FULL_BINARY)
+}
+
+/// `target` (an absolute path whose open file is `file`) opened from an image that no container can
+/// write: through a read-only overlay of its directory, else as a sealed memfd copy. `what` names it
+/// in the error, which gives both reasons.
+fn protected_view(target: &Path, file: &impl AsFd, what: &str) -> anyhow::Result<OwnedFd> {
+    match overlay_view(target, file) {
+        Ok(fd) => Ok(fd),
+        Err(overlay_err) => sealed_memfd(file).map_err(|e| {
             anyhow::anyhow!(
-                "cannot protect amphi's binary against writes from containers (CVE-2019-5736): \
+                "cannot protect {what} against writes from containers (CVE-2019-5736): \
                  read-only overlayfs: {overlay_err:#}; sealed memfd copy: {e:#}"
             )
-        })?,
-    };
-    reexec(&fd)
+        }),
+    }
 }
 
 /// Closes `fd` if it refers to the running image (the fd that `reexec`'s execve fallback left open),
@@ -168,18 +244,14 @@ fn close_if_own_image(fd: i32) {
     }
 }
 
-/// The binary opened (`O_PATH`) through a detached read-only overlayfs mount of its directory.
-fn overlay_view() -> anyhow::Result<OwnedFd> {
-    let target = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| anyhow::anyhow!("readlink /proc/self/exe: {e}"))?;
+/// `target` (an absolute path, whose open file is `file`) opened (`O_PATH`) through a detached
+/// read-only overlayfs mount of its directory.
+fn overlay_view(target: &Path, file: &impl AsFd) -> anyhow::Result<OwnedFd> {
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        anyhow::bail!("/proc/self/exe points to {}", target.display());
+        anyhow::bail!("{} has no directory", target.display());
     };
     if !target.is_absolute() || target.as_os_str().as_bytes().ends_with(b" (deleted)") {
-        anyhow::bail!(
-            "/proc/self/exe points to {} (not a path on a mount)",
-            target.display()
-        );
+        anyhow::bail!("{} is not a path on a mount", target.display());
     }
     let dummy = DUMMY_LOWER
         .iter()
@@ -258,26 +330,26 @@ fn overlay_view() -> anyhow::Result<OwnedFd> {
     }
     // SAFETY: fsmount returned a new fd that nothing else owns.
     let mnt = unsafe { OwnedFd::from_raw_fd(mnt as i32) };
-    let file = nix::fcntl::openat(
+    let view = nix::fcntl::openat(
         &mnt,
         name,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| anyhow::anyhow!("open {name:?} in the overlay: {e}"))?;
-    // The file seen through the overlay must be the one running (same size and mode bits): the
+    // The file seen through the overlay must be the one opened (same size and mode bits): the
     // dummy layer cannot shadow it (the binary's layer is on top), this guards against surprises.
-    let a = nix::sys::stat::fstat(&file).map_err(|e| anyhow::anyhow!("stat overlay file: {e}"))?;
-    let b = nix::sys::stat::stat("/proc/self/exe")
-        .map_err(|e| anyhow::anyhow!("stat /proc/self/exe: {e}"))?;
+    let a = nix::sys::stat::fstat(&view).map_err(|e| anyhow::anyhow!("stat overlay file: {e}"))?;
+    let b = nix::sys::stat::fstat(file)
+        .map_err(|e| anyhow::anyhow!("stat {}: {e}", target.display()))?;
     if a.st_size != b.st_size || a.st_mode != b.st_mode {
         anyhow::bail!("the overlay shows a different {}", target.display());
     }
-    Ok(file)
+    Ok(view)
 }
 
-/// A sealed memfd copy of the running binary.
-fn sealed_memfd() -> anyhow::Result<OwnedFd> {
+/// A sealed memfd copy of the open file `file`.
+fn sealed_memfd(file: &impl AsFd) -> anyhow::Result<OwnedFd> {
     let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     // SAFETY: memfd_create takes a C string literal and flags; it returns a new fd or -1.
     let mut fd = unsafe { libc::memfd_create(c"amphi".as_ptr(), flags | MFD_EXEC) };
@@ -291,8 +363,9 @@ fn sealed_memfd() -> anyhow::Result<OwnedFd> {
     }
     // SAFETY: memfd_create returned a new fd that nothing else owns.
     let mut mem = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mut src =
-        File::open("/proc/self/exe").map_err(|e| anyhow::anyhow!("open /proc/self/exe: {e}"))?;
+    // Reopened for reading through its magic link: `file` may be an O_PATH fd.
+    let link = format!("/proc/self/fd/{}", file.as_fd().as_raw_fd());
+    let mut src = File::open(&link).map_err(|e| anyhow::anyhow!("open {link}: {e}"))?;
     std::io::copy(&mut src, &mut mem).map_err(|e| anyhow::anyhow!("copy the binary: {e}"))?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: F_ADD_SEALS takes an integer argument only.
@@ -309,7 +382,8 @@ fn reexec(fd: &OwnedFd) -> anyhow::Result<()> {
         .map(|a| cstr(a.as_bytes()))
         .collect::<anyhow::Result<_>>()?;
     let mut envp: Vec<CString> = Vec::new();
-    for (k, v) in std::env::vars_os() {
+    // A mark from the caller's environment is never passed on: the new image gets this process's.
+    for (k, v) in std::env::vars_os().filter(|(k, _)| k != MARK) {
         let mut kv = OsString::from(&k);
         kv.push("=");
         kv.push(&v);
@@ -356,7 +430,7 @@ fn reexec(fd: &OwnedFd) -> anyhow::Result<()> {
         libc::execve(path.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
     }
     Err(anyhow::anyhow!(
-        "re-execute amphi from its protected image: execveat: {first}; execve {}: {}",
+        "execute amphi from a protected image: execveat: {first}; execve {}: {}",
         path.to_string_lossy(),
         std::io::Error::last_os_error()
     ))

@@ -12,9 +12,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{json, Value};
 
-/// The amphi binary under test.
+/// The amphi binary under test (the front that engines call).
 pub fn amphi_bin() -> &'static str {
     env!("CARGO_BIN_EXE_amphi")
+}
+
+/// `amphi-full`, which `amphi` runs for `create`, `run` and `exec`.
+pub fn amphi_full_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_amphi-full")
+}
+
+/// Copies both binaries of the build (`amphi` and `amphi-full`) into `dir`, as an install does, and
+/// returns the path of the copy of `amphi`.
+pub fn install_binaries(dir: &Path) -> PathBuf {
+    std::fs::copy(amphi_full_bin(), dir.join("amphi-full")).unwrap();
+    let bin = dir.join("amphi");
+    std::fs::copy(amphi_bin(), &bin).unwrap();
+    bin
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
