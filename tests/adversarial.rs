@@ -328,6 +328,18 @@ fn relative_xdg_runtime_dir_is_not_used_for_state() {
     drop(b);
 }
 
+/// Asserts that process `pid`'s image cannot be opened for writing through `/proc/<pid>/exe`
+/// (a read-only file system).
+#[track_caller]
+fn assert_exe_read_only(pid: i64) {
+    let exe = format!("/proc/{pid}/exe");
+    let e = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&exe)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{exe}: {e}");
+}
+
 #[test]
 fn exe_mark_from_the_caller_does_not_skip_the_protection() {
     for value in ["1", "7", ""] {
@@ -361,12 +373,7 @@ fn exe_mark_from_the_caller_does_not_skip_the_protection() {
         let err = std::fs::read_to_string(&err_path).unwrap_or_default();
         assert!(status.success(), "{value:?}: {err}");
         let pid = b.state().unwrap()["pid"].as_i64().unwrap();
-        let exe = format!("/proc/{pid}/exe");
-        let e = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&exe)
-            .unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{value:?}: {exe}: {e}");
+        assert_exe_read_only(pid);
         // The image's initial environment (/proc/<pid>/environ of the waiting init, which runs
         // amphi-full) holds the front's own mark only, not the caller's.
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
@@ -401,12 +408,7 @@ fn exe_through_a_symlink_then_replaced_binary() {
         .unwrap();
     assert!(out.success());
     let pid = b.state().unwrap()["pid"].as_i64().unwrap();
-    let exe = format!("/proc/{pid}/exe");
-    let e = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&exe)
-        .unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{exe}: {e}");
+    assert_exe_read_only(pid);
     // Replace both files as a rebuild does (new inodes, renamed over the old ones).
     for (src, name) in [
         (amphi_bin(), "amphi"),

@@ -23,12 +23,16 @@ fn amphi_plain(args: &[&str]) -> Output {
 /// Runs `amphi --root <root> <args>` with `cwd` as the working directory; stdout and stderr go
 /// through files (a container created by the command inherits them).
 fn amphi_in(b: &Bundle, cwd: &Path, args: &[&str]) -> Output {
+    output_through_files(b.cmd(args).current_dir(cwd))
+}
+
+/// Runs `cmd` with stdout and stderr through files (a container created by the command inherits
+/// them and may keep them open) and returns what it wrote.
+fn output_through_files(cmd: &mut Command) -> Output {
     let tmp = tempfile::tempdir().unwrap();
     let out_path = tmp.path().join("out");
     let err_path = tmp.path().join("err");
-    let status = b
-        .cmd(args)
-        .current_dir(cwd)
+    let status = cmd
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .status()
@@ -841,25 +845,15 @@ fn docker_update_zero_resources_mean_unset() {
     assert!(b.cgroup_dirs().is_empty(), "{:?}", b.cgroup_dirs());
 }
 
-/// Runs `bin --root <root> <args>`, stdin from /dev/null, stdout and stderr through files (a
-/// container created by the command inherits them).
+/// Runs `bin --root <root> <args>`, stdin from /dev/null, output through files.
 fn run_binary(bin: &Path, b: &Bundle, args: &[&str]) -> Output {
-    let tmp = tempfile::tempdir().unwrap();
-    let (out_path, err_path) = (tmp.path().join("out"), tmp.path().join("err"));
-    let status = Command::new(bin)
-        .arg("--root")
-        .arg(&b.root)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .status()
-        .unwrap();
-    Output {
-        status,
-        stdout: std::fs::read(&out_path).unwrap_or_default(),
-        stderr: std::fs::read(&err_path).unwrap_or_default(),
-    }
+    output_through_files(
+        Command::new(bin)
+            .arg("--root")
+            .arg(&b.root)
+            .args(args)
+            .stdin(Stdio::null()),
+    )
 }
 
 /// `amphi` without `amphi-full` next to it still serves the subcommands that enter no container,
