@@ -890,6 +890,38 @@ fn front_without_amphi_full_names_it_and_leaves_nothing() {
     assert!(out.status.success(), "delete --force: {}", stderr(&out));
 }
 
+/// `amphi-full` next to `amphi` may be a symlink (a package that keeps the file elsewhere): the
+/// container's pid 1 then runs a protected view of the file it points to.
+#[test]
+fn amphi_full_through_a_symlink() {
+    let store = tempfile::tempdir().unwrap();
+    let full = store.path().join("amphi-full-1.0");
+    std::fs::copy(common::amphi_full_bin(), &full).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let front = dir.path().join("amphi");
+    std::fs::copy(amphi_bin(), &front).unwrap();
+    std::os::unix::fs::symlink(&full, dir.path().join("amphi-full")).unwrap();
+    let b = Bundle::new("fulllink", &["sleep", "1000"]);
+    b.write_config();
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let out = run_binary(&front, &b, &["create", "--bundle", &bundle, &b.id]);
+    assert!(out.status.success(), "create: {}", stderr(&out));
+    let pid = b.state().unwrap()["pid"].as_i64().unwrap();
+    let exe = format!("/proc/{pid}/exe");
+    let seen = nix::sys::stat::stat(exe.as_str()).unwrap();
+    assert_eq!(seen.st_size as u64, std::fs::metadata(&full).unwrap().len());
+    assert!(
+        nix::sys::statvfs::statvfs(exe.as_str())
+            .unwrap()
+            .flags()
+            .contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "{exe} is writable"
+    );
+    let out = run_binary(&front, &b, &["delete", "--force", &b.id]);
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    common::assert_no_leftovers(&b);
+}
+
 /// `amphi-full` installed alone (here under the name `amphi`) serves the whole lifecycle itself.
 #[test]
 fn amphi_full_alone_serves_the_whole_lifecycle() {

@@ -180,19 +180,23 @@ fn full_image() -> anyhow::Result<OwnedFd> {
             front.display()
         );
     };
-    let target = dir.join(FULL_BINARY);
+    let named = dir.join(FULL_BINARY);
+    // A symlink there (a package that keeps its files elsewhere) is followed.
     let file = nix::fcntl::open(
-        &target,
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        &named,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}: amphi runs create, run and exec through {FULL_BINARY}, which must be \
              installed next to it (both come from the same build)",
-            target.display()
+            named.display()
         )
     })?;
+    // The file's own path, which the overlay view needs (its directory, its name).
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| anyhow::anyhow!("readlink of the fd of {}: {e}", named.display()))?;
     let st = nix::sys::stat::fstat(&file)
         .map_err(|e| anyhow::anyhow!("stat {}: {e}", target.display()))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
