@@ -128,7 +128,9 @@ pub fn ensure_protected() -> anyhow::Result<()> {
             close_if_own_image(fd);
         }
     }
-    if let Some(p) = current_protection()? {
+    let running =
+        File::open("/proc/self/exe").map_err(|e| anyhow::anyhow!("open /proc/self/exe: {e}"))?;
+    if let Some(p) = protection_of(&running, "/proc/self/exe")? {
         log::debug!("runtime image protected: {p:?}");
         return Ok(());
     }
@@ -144,8 +146,6 @@ pub fn ensure_protected() -> anyhow::Result<()> {
     }
     let target = std::fs::read_link("/proc/self/exe")
         .map_err(|e| anyhow::anyhow!("readlink /proc/self/exe: {e}"))?;
-    let running =
-        File::open("/proc/self/exe").map_err(|e| anyhow::anyhow!("open /proc/self/exe: {e}"))?;
     let fd = protected_view(&target, &running, "amphi's binary")?;
     reexec(&fd)
 }
