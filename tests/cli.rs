@@ -883,6 +883,24 @@ fn front_without_amphi_full_names_it_and_leaves_nothing() {
         );
         common::assert_no_leftovers(&b);
     }
+    // A file that cannot be executed is named too.
+    for (content, mode) in [(&b"not a program"[..], 0o755), (&b"\x7fELF"[..], 0o644)] {
+        std::fs::write(dir.path().join("amphi-full"), content).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("amphi-full"),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .unwrap();
+        let out = run_binary(&front, &b, &["create", "--bundle", &bundle, id]);
+        assert_eq!(out.status.code(), Some(1), "{mode:o}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&missing),
+            "{mode:o}: {}",
+            stderr(&out)
+        );
+        common::assert_no_leftovers(&b);
+    }
+    std::fs::remove_file(dir.path().join("amphi-full")).unwrap();
     let out = run_binary(&front, &b, &["list", "--quiet"]);
     assert!(out.status.success(), "list: {}", stderr(&out));
     assert_eq!(stdout(&out), "");

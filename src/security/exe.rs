@@ -164,14 +164,21 @@ pub const FULL_BINARY: &str = "amphi-full";
 /// (both binaries of a build must be installed together), no protected image of it could be made, or
 /// the exec failed.
 pub fn exec_full() -> anyhow::Error {
-    match full_image().and_then(|fd| reexec(&fd)) {
-        Ok(()) => anyhow::anyhow!("exec {FULL_BINARY} returned"),
-        Err(e) => e,
+    let (fd, target) = match full_image() {
+        Ok(image) => image,
+        Err(e) => return e,
+    };
+    match reexec(&fd) {
+        Ok(()) => anyhow::anyhow!("exec {} returned", target.display()),
+        Err(e) => e.context(format!(
+            "{} (amphi runs create, run and exec through it)",
+            target.display()
+        )),
     }
 }
 
-/// An fd of [`FULL_BINARY`], protected (see [`exec_full`]).
-fn full_image() -> anyhow::Result<OwnedFd> {
+/// An fd of [`FULL_BINARY`], protected (see [`exec_full`]), and the file's path.
+fn full_image() -> anyhow::Result<(OwnedFd, std::path::PathBuf)> {
     let front = std::fs::read_link("/proc/self/exe")
         .map_err(|e| anyhow::anyhow!("readlink /proc/self/exe: {e}"))?;
     let Some(dir) = front.parent().filter(|_| front.is_absolute()) else {
@@ -206,9 +213,10 @@ fn full_image() -> anyhow::Result<OwnedFd> {
         );
     }
     if protection_of(&file, &target.to_string_lossy())?.is_some() {
-        return Ok(file);
+        return Ok((file, target));
     }
-    protected_view(&target, &file, FULL_BINARY)
+    let view = protected_view(&target, &file, FULL_BINARY)?;
+    Ok((view, target))
 }
 
 /// `target` (an absolute path whose open file is `file`) opened from an image that no container can
