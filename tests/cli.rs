@@ -982,17 +982,12 @@ fn amphi_full_on_a_read_only_mount_runs_as_it_is() {
         bundle = b.dir.display(),
         id = b.id
     );
-    // Through a file: the container's init inherits stderr and keeps it open.
-    let err_path = b.dir.join(".ro-create-err");
-    let status = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .status()
-        .unwrap();
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    assert!(status.success(), "create: {err}");
+    let out = output_through_files(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null()),
+    );
+    assert!(out.status.success(), "create: {}", stderr(&out));
     let pid = b.state().unwrap()["pid"].as_i64().unwrap();
     let seen = nix::sys::stat::stat(format!("/proc/{pid}/exe").as_str()).unwrap();
     let host = nix::sys::stat::stat(&full).unwrap();

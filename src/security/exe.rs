@@ -64,16 +64,6 @@ fn last_err(what: &str) -> anyhow::Error {
     anyhow::anyhow!("{what}: {}", std::io::Error::last_os_error())
 }
 
-/// Tells how the image of the running process (`/proc/self/exe`) is protected against writes, or
-/// `None` when the caller could write it.
-///
-/// Errors: `/proc/self/exe` cannot be opened or inspected.
-pub fn current_protection() -> anyhow::Result<Option<Protection>> {
-    let exe =
-        File::open("/proc/self/exe").map_err(|e| anyhow::anyhow!("open /proc/self/exe: {e}"))?;
-    protection_of(&exe, "/proc/self/exe")
-}
-
 /// How the open file `file` (named `name` in errors) is protected against writes, or `None` when the
 /// caller could write it.
 fn protection_of(file: &impl AsFd, name: &str) -> anyhow::Result<Option<Protection>> {
@@ -106,7 +96,7 @@ fn protection_of(file: &impl AsFd, name: &str) -> anyhow::Result<Option<Protecti
 }
 
 /// Makes sure the running process's image cannot be written through `/proc/<pid>/exe`: returns at
-/// once when it is already protected ([`current_protection`]), otherwise re-executes amphi with the
+/// once when it is already protected ([`Protection`]), otherwise re-executes amphi with the
 /// same arguments and environment from a read-only overlayfs view of its binary, or, when that cannot
 /// be made, from a sealed memfd copy. Call it first thing in the subcommands whose processes enter a
 /// container (`create`, `run`, `exec`), while the process is single-threaded and holds nothing that
