@@ -79,6 +79,10 @@ fn wasm_err(path: &Path, what: &str, e: impl std::fmt::Display) -> ExecutorError
 fn engine_config(spec: &Spec, memory_limit: Option<usize>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Each process instantiates its module once, so a copy-on-write image of the initial memory
+    // (a memfd, written once and mapped) only adds system calls in the init process before the
+    // guest runs (memfd_create, write, seal, mmap): the data segments are copied instead.
+    config.memory_init_cow(false);
     let address_space = spec
         .process()
         .as_ref()
