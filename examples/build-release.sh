@@ -11,6 +11,11 @@
 # 2.32 ms, 248 vs 289 page faults), with the same address-space randomisation. `cargo build --release`
 # still builds a dynamically linked amphi that works the same, only slower to start.
 #
+# `--cfg getrandom_backend="linux_getrandom"`: the getrandom crate (the random source wasmtime-wasi
+# seeds for every Wasm guest) finds getrandom(2) through dlsym, which a static binary cannot do, and
+# then reads /dev/urandom after a poll of /dev/random: three more files opened in a Wasm container's
+# init process, and a dependence on those device nodes. The cfg makes it call getrandom(2) directly.
+#
 # The target triple is given explicitly so that the static flag reaches amphi and its libraries but not
 # the proc-macros and build scripts, which run on the host and cannot be static.
 # Needs: Rust (rustup), gcc, libc6-dev (libc.a), libseccomp-dev (libseccomp.a).
@@ -33,7 +38,7 @@ esac
 seccomp_a=$(gcc -print-file-name=libseccomp.a)
 [ -f "$seccomp_a" ] || { echo "build-release.sh: no libseccomp.a (apt-get install libseccomp-dev)" >&2; exit 1; }
 # shellcheck disable=SC2086 # $what is two words
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static \
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" LIBSECCOMP_LINK_TYPE=static \
     LIBSECCOMP_LIB_PATH=$(cd "$(dirname "$seccomp_a")" && pwd -P) cargo build --release --target "$host" $what >&2
 # Where cargo put it (CARGO_TARGET_DIR or build.target-dir may move target/).
 target_dir=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
