@@ -148,7 +148,9 @@ md += [f"amphi {facts.get('amphi_version')} (commit {facts.get('amphi_commit')};
        f"{facts.get('hyperfine_version')}; kernel {facts.get('kernel')}, {facts.get('cpus')} CPUs shared with "
        f"other jobs (load at the end: {facts.get('loadavg')}). Command: `bench/run.sh {os.environ.get('runs', '')}`.", ""]
 md += ["How: every runtime gets the same bundle (busybox-static rootfs shared read-only, `amphi spec` config "
-       "with ociVersion 1.0.2, no terminal, its own cgroupsPath under /amphi-bench/) and its own --root. "
+       "with ociVersion 1.0.2, no terminal, its own cgroupsPath under /amphi-bench/) and its own --root, and "
+       "runs from a copy of its binary whose pages were dropped from the page cache first (read back from disk "
+       "at the first start, as after a boot: how a binary came into the page cache changes its start-up). "
        "**legacy** view: crun 1.8 refuses this hybrid host, so all three runtimes run inside one private mount "
        "namespace (`unshare -m`) where /sys/fs/cgroup/unified (cgroup2, hugetlb only) is unmounted: everyone "
        "sees plain cgroup v1 and uses the same v1 controllers. **hybrid** view: the unchanged host, amphi and "
