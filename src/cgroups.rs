@@ -300,17 +300,28 @@ impl ContainerCgroup {
             .controller_dir("devices")
             .filter(|_| !self.manager.v2())
         {
-            std::fs::write(dir.join("devices.deny"), "a").map_err(|e| {
+            // Each write(2) to devices.allow or devices.deny is one rule (cgroup-v1/devices.rst), so
+            // each file is opened once for all its rules (the default allow list alone has eleven).
+            use std::io::Write;
+            let open = |file: &str| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join(file))
+                    .map_err(|e| anyhow::anyhow!("linux.resources.devices: open {file}: {e}"))
+            };
+            let mut deny = open("devices.deny")?;
+            let mut allow_file = open("devices.allow")?;
+            deny.write_all(b"a").map_err(|e| {
                 anyhow::anyhow!("linux.resources.devices: write \"a\" to devices.deny: {e}")
             })?;
             for (i, (allow, line)) in lines.iter().enumerate() {
-                let file = if *allow {
-                    "devices.allow"
+                let (file, name) = if *allow {
+                    (&mut allow_file, "devices.allow")
                 } else {
-                    "devices.deny"
+                    (&mut deny, "devices.deny")
                 };
-                std::fs::write(dir.join(file), line).map_err(|e| {
-                    anyhow::anyhow!("linux.resources.devices[{i}]: write {line:?} to {file}: {e}")
+                file.write_all(line.as_bytes()).map_err(|e| {
+                    anyhow::anyhow!("linux.resources.devices[{i}]: write {line:?} to {name}: {e}")
                 })?;
             }
         }
