@@ -102,7 +102,8 @@ pub fn resolve_path(
 }
 
 /// The cgroup of one container in every hierarchy of the host. A clone is another handle on the same
-/// cgroup, without reading the mount table again.
+/// cgroup; cgroups-rs reads the mount table again for it (`/proc/self/mountinfo`), so a process
+/// that only joins the cgroup takes a [`Placement`] instead.
 #[derive(Clone)]
 pub struct ContainerCgroup {
     path: String,
@@ -331,11 +332,12 @@ impl ContainerCgroup {
         Ok(())
     }
 
-    /// Moves the calling process into `dirs`, directories of this cgroup (see [`join_current`]).
-    ///
-    /// Errors: a write fails, named with the cgroup.
-    pub fn join(&self, dirs: &[PathBuf]) -> anyhow::Result<()> {
-        join_current(dirs).map_err(|(_, e)| cg_err("add process", &self.path, e))
+    /// What a child process needs to join this cgroup: its path and [`ContainerCgroup::dirs`].
+    pub fn placement(&self) -> Placement {
+        Placement {
+            path: self.path.clone(),
+            dirs: self.dirs(),
+        }
     }
 
     /// Host pids of the processes in the cgroup.
@@ -514,6 +516,29 @@ impl ContainerCgroup {
     /// The cgroup2 directory of this cgroup on a hybrid host.
     pub fn hybrid_unified_dir(&self) -> Option<&Path> {
         self.unified.as_deref()
+    }
+}
+
+/// A container's cgroup as a process that joins it sees it: the cgroup's path (as returned by
+/// [`resolve_path`]) and its host directories, one per hierarchy. Made by
+/// [`ContainerCgroup::placement`] without reading the mount table again.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    path: String,
+    dirs: Vec<PathBuf>,
+}
+
+impl Placement {
+    /// The cgroup's host directories, as [`ContainerCgroup::dirs`].
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Moves the calling process into `dirs`, directories of this cgroup (see [`join_current`]).
+    ///
+    /// Errors: a write fails, named with the cgroup.
+    pub fn join(&self, dirs: &[PathBuf]) -> anyhow::Result<()> {
+        join_current(dirs).map_err(|(_, e)| cg_err("add process", &self.path, e))
     }
 }
 

@@ -264,7 +264,7 @@ fn create_in(
                 CgroupMount::None
             },
             namespaces: plan,
-            cgroup: if use_cgroup { Some(cg.clone()) } else { None },
+            cgroup: use_cgroup.then(|| cg.placement()),
             cgroup_join: None,
             console,
             start_listener,

@@ -54,7 +54,7 @@ fn steps(cfg: &mut InitConfig, ch: &Channel) -> anyhow::Result<()> {
     if let Some(cg) = cfg.cgroup.as_ref() {
         match &cfg.cgroup_join {
             Some(dirs) => cg.join(dirs)?,
-            None => cg.join(&cg.dirs())?,
+            None => cg.join(cg.dirs())?,
         }
     }
     let ns = &cfg.namespaces;

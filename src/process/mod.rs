@@ -20,7 +20,7 @@ use amphi_executors::Executor;
 use nix::sys::signal::SigSet;
 use oci_spec::runtime::Spec;
 
-use crate::cgroups::ContainerCgroup;
+use crate::cgroups::Placement;
 use crate::namespaces::NamespacePlan;
 use crate::rootfs::mounts::CgroupMount;
 
@@ -38,7 +38,7 @@ pub struct InitConfig {
     /// New and joined namespaces.
     pub namespaces: NamespacePlan,
     /// The cgroup the intermediate joins before any namespace is unshared.
-    pub cgroup: Option<ContainerCgroup>,
+    pub cgroup: Option<Placement>,
     /// The directories of `cgroup` the intermediate still joins itself: set in the intermediate
     /// right after the fork, without the cgroup2 directory it was born in (see [`fork`]); `None`:
     /// all of them.

@@ -22,7 +22,11 @@ pub fn spawn(
     runtime_hooks: &mut dyn FnMut(i32) -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
     let (parent_ch, child_ch) = Channel::pair()?;
-    let dirs = cfg.cgroup.as_ref().map(|c| c.dirs()).unwrap_or_default();
+    let dirs = cfg
+        .cgroup
+        .as_ref()
+        .map(|c| c.dirs().to_vec())
+        .unwrap_or_default();
     // SAFETY: amphi is single-threaded when it creates a container, so the child may run any code.
     let (forked, to_join) = unsafe { super::fork::fork_for_cgroup(&dirs) }?;
     let child = match forked {
