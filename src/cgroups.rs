@@ -11,7 +11,7 @@
 //! hierarchy; a relative one is also taken from the root (runtime-spec: "relative to a
 //! runtime-determined location"); no path means `/amphi/<id>`.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub mod devices_bpf;
@@ -342,12 +342,7 @@ impl ContainerCgroup {
 
     /// Host pids of the processes in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
-        let Some(dir) = self.dirs().into_iter().next() else {
-            return Vec::new();
-        };
-        std::fs::read_to_string(dir.join("cgroup.procs"))
-            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-            .unwrap_or_default()
+        pids_in(&self.dirs())
     }
 
     /// Sends `signal` to every process in the cgroup: on a host with cgroup v2 (pure or hybrid),
@@ -377,48 +372,7 @@ impl ContainerCgroup {
             self.signal_all(libc::SIGKILL);
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.remove_dirs(deadline)
-    }
-
-    /// Removes the cgroup unless it holds processes, signalling nothing: for a container whose own
-    /// processes are known to be gone (its pid namespace ended with its init). Processes found in it
-    /// then belong to someone else (another container given the same `cgroupsPath`), and the cgroup
-    /// is left to them: `Ok(false)`, as runc's delete leaves a busy cgroup. `Ok(true)`: removed.
-    ///
-    /// Errors: a directory cannot be removed although the cgroup is empty.
-    pub fn remove_unless_busy(&mut self) -> anyhow::Result<bool> {
-        if !self.pids().is_empty() {
-            return Ok(false);
-        }
-        self.remove_dirs(Instant::now() + Duration::from_secs(5))?;
-        Ok(true)
-    }
-
-    /// rmdir of every directory of the cgroup, retried until `deadline` (a cgroup stays busy for a
-    /// moment after its last process exits).
-    fn remove_dirs(&mut self, deadline: Instant) -> anyhow::Result<()> {
-        let mut first_err = None;
-        for dir in self.dirs() {
-            if !dir.exists() {
-                continue;
-            }
-            let mut delay = Duration::from_millis(2);
-            let mut result = std::fs::remove_dir(&dir);
-            while result.is_err() && Instant::now() < deadline {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(100));
-                result = std::fs::remove_dir(&dir);
-            }
-            if let Err(e) = result {
-                if e.kind() != std::io::ErrorKind::NotFound && first_err.is_none() {
-                    first_err = Some(cg_err("remove", &dir.display().to_string(), e));
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        remove_dirs(&self.dirs(), deadline)
     }
 
     /// Freezes (`true`) or thaws (`false`) every process of the cgroup: the v1 freezer controller, or
@@ -529,9 +483,47 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// The placement of the cgroup at `path` from directories recorded earlier (the container's
+    /// state), or `None` unless every one of them is a directory of that cgroup under
+    /// `/sys/fs/cgroup` (`..` components refused).
+    pub fn recorded(path: &str, dirs: &[PathBuf]) -> Option<Placement> {
+        let rel = Path::new(path.trim_start_matches('/'));
+        let fits = |d: &PathBuf| {
+            d.starts_with(CGROUP_ROOT)
+                && d.ends_with(rel)
+                && d.components()
+                    .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        };
+        (!rel.as_os_str().is_empty() && !dirs.is_empty() && dirs.iter().all(fits)).then(|| {
+            Placement {
+                path: path.to_string(),
+                dirs: dirs.to_vec(),
+            }
+        })
+    }
+
     /// The cgroup's host directories, as [`ContainerCgroup::dirs`].
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// Host pids of the processes in the cgroup.
+    pub fn pids(&self) -> Vec<i32> {
+        pids_in(&self.dirs)
+    }
+
+    /// Removes the cgroup unless it holds processes, signalling nothing: for a container whose own
+    /// processes are known to be gone (its pid namespace ended with its init). Processes found in it
+    /// then belong to someone else (another container given the same `cgroupsPath`), and the cgroup
+    /// is left to them: `Ok(false)`, as runc's delete leaves a busy cgroup. `Ok(true)`: removed.
+    ///
+    /// Errors: a directory cannot be removed although the cgroup is empty.
+    pub fn remove_unless_busy(&self) -> anyhow::Result<bool> {
+        if !self.pids().is_empty() {
+            return Ok(false);
+        }
+        remove_dirs(&self.dirs, Instant::now() + Duration::from_secs(5))?;
+        Ok(true)
     }
 
     /// Moves the calling process into `dirs`, directories of this cgroup (see [`join_current`]).
@@ -539,6 +531,46 @@ impl Placement {
     /// Errors: a write fails, named with the cgroup.
     pub fn join(&self, dirs: &[PathBuf]) -> anyhow::Result<()> {
         join_current(dirs).map_err(|(_, e)| cg_err("add process", &self.path, e))
+    }
+}
+
+/// Host pids of the processes in the cgroup whose directories are `dirs` (its first hierarchy's
+/// `cgroup.procs`; empty when it cannot be read).
+fn pids_in(dirs: &[PathBuf]) -> Vec<i32> {
+    let Some(dir) = dirs.first() else {
+        return Vec::new();
+    };
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// rmdir of every directory of a cgroup, retried until `deadline` (a cgroup stays busy for a moment
+/// after its last process exits). Directories already gone are skipped.
+///
+/// Errors: the first directory that could not be removed.
+fn remove_dirs(dirs: &[PathBuf], deadline: Instant) -> anyhow::Result<()> {
+    let mut first_err = None;
+    for dir in dirs {
+        if !dir.exists() {
+            continue;
+        }
+        let mut delay = Duration::from_millis(2);
+        let mut result = std::fs::remove_dir(dir);
+        while result.is_err() && Instant::now() < deadline {
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(100));
+            result = std::fs::remove_dir(dir);
+        }
+        if let Err(e) = result {
+            if e.kind() != std::io::ErrorKind::NotFound && first_err.is_none() {
+                first_err = Some(cg_err("remove", &dir.display().to_string(), e));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

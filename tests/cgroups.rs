@@ -811,6 +811,53 @@ fn delete_after_exit_leaves_no_cgroup() {
     );
 }
 
+/// create records the cgroup's directories in state.json, and delete removes the cgroup through
+/// them. A state without them (written before they were recorded), or with directories that are not
+/// this cgroup's under /sys/fs/cgroup (elsewhere, or through `..`), makes delete find the cgroup
+/// itself: the cgroup goes, and the directories named in the state stay.
+#[test]
+fn delete_trusts_recorded_cgroup_dirs_only_when_they_are_the_cgroups() {
+    for case in ["current", "missing", "elsewhere", "dotdot"] {
+        let b = Bundle::new(&format!("rec{case}"), &["true"]);
+        create_start(&b);
+        assert!(wait_for(|| b.state().unwrap()["status"] == "stopped"));
+        let state_path = b.root.join(&b.id).join("state.json");
+        let mut state: Value =
+            serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+        let mut recorded: Vec<PathBuf> = serde_json::from_value(state["cgroup_dirs"].clone())
+            .unwrap_or_else(|e| panic!("{case}: cgroup_dirs in {state}: {e}"));
+        let mut actual = b.cgroup_dirs();
+        recorded.sort();
+        actual.sort();
+        assert_eq!(recorded, actual, "{case}: recorded directories");
+        // An empty directory that ends with the cgroup's path, outside /sys/fs/cgroup.
+        let decoy = b
+            .root
+            .parent()
+            .unwrap()
+            .join("decoy")
+            .join(b.cgroup.trim_start_matches('/'));
+        std::fs::create_dir_all(&decoy).unwrap();
+        let through_dotdot =
+            Path::new("/sys/fs/cgroup/../..").join(decoy.strip_prefix("/").unwrap());
+        match case {
+            "missing" => drop(state.as_object_mut().unwrap().remove("cgroup_dirs")),
+            "elsewhere" => state["cgroup_dirs"] = json!([decoy]),
+            "dotdot" => state["cgroup_dirs"] = json!([through_dotdot]),
+            _ => {}
+        }
+        std::fs::write(&state_path, state.to_string()).unwrap();
+        let out = b.amphi(&["delete", &b.id]);
+        assert!(out.status.success(), "{case}: delete: {}", stderr(&out));
+        assert!(
+            b.cgroup_dirs().is_empty(),
+            "{case}: cgroup left: {:?}",
+            b.cgroup_dirs()
+        );
+        assert!(decoy.is_dir(), "{case}: delete removed {}", decoy.display());
+    }
+}
+
 /// init and an exec'd process are members of the container's cgroup in every hierarchy, as the
 /// host sees it in /proc/<pid>/cgroup: each v1 hierarchy (joined through `tasks`) and the cgroup2
 /// mount (born there: clone3 with CLONE_INTO_CGROUP); each hierarchy's cgroup.procs lists exactly

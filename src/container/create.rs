@@ -173,6 +173,7 @@ fn create_in(
                 ns.iter()
                     .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
             }),
+        cgroup_dirs: Vec::new(),
     };
     dir.save(&state)?;
 
@@ -248,6 +249,7 @@ fn create_in(
             linux.devices().as_deref().unwrap_or_default(),
         )))?;
         state.cgroup_path = Some(cg_path);
+        state.cgroup_dirs = cg.dirs();
     }
     // A cgroup that existed before keeps its OOM-kill count: only kills from now on are this create's.
     let oom_kills_before = if use_cgroup { cg.oom_kills() } else { 0 };

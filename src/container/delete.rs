@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::state::{ContainerDir, State, Status};
-use crate::cgroups::ContainerCgroup;
+use crate::cgroups::{ContainerCgroup, Placement};
 use crate::utils::kill_and_wait;
 
 /// Kills the init process (if alive), waits for it to go (up to 10 s), and removes the cgroup.
@@ -19,10 +19,14 @@ pub fn destroy(state: &State) -> anyhow::Result<()> {
     }
     let init_gone = kill_and_wait(state.pid, state.pid_start_time, Duration::from_secs(10));
     if let Some(path) = &state.cgroup_path {
-        let mut cg = ContainerCgroup::open(path)?;
         if state.private_pid_ns && init_gone {
             // Its pid namespace ended with its init, and with it every process of the container:
-            // whatever is in the cgroup now is someone else's.
+            // whatever is in the cgroup now is someone else's. The directories recorded at create
+            // spare opening the cgroup, which parses the mount table; older states open it.
+            let cg = match Placement::recorded(path, &state.cgroup_dirs) {
+                Some(recorded) => recorded,
+                None => ContainerCgroup::open(path)?.placement(),
+            };
             if !cg.remove_unless_busy()? {
                 log::warn!(
                     "cgroup {path} not removed: it holds processes that are not container {}'s",
@@ -30,7 +34,7 @@ pub fn destroy(state: &State) -> anyhow::Result<()> {
                 );
             }
         } else {
-            cg.destroy()?;
+            ContainerCgroup::open(path)?.destroy()?;
         }
     }
     Ok(())

@@ -78,6 +78,13 @@ pub struct State {
     /// process left in the cgroup, as runc does.
     #[serde(default)]
     pub private_pid_ns: bool,
+    /// The cgroup's host directories, one per hierarchy, recorded at create (as runc keeps
+    /// `cgroup_paths` in its state.json), so that `delete` of a container whose processes ended
+    /// with its pid namespace removes them without parsing the mount table again (cgroups-rs reads
+    /// `/proc/self/mountinfo` twice to open a cgroup, about 0.2 ms here). Empty in states written
+    /// before this field: `delete` then opens the cgroup by `cgroup_path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_dirs: Vec<PathBuf>,
 }
 
 /// The JSON that `amphi state` prints: runc's `containerState` fields, in runc's order.
