@@ -261,7 +261,7 @@ conc=${CONC:-50} conc_runs=${CONC_RUNS:-5} rss_runs=${RSS_RUNS:-10} rounds=${ROU
 if [ -n "${AMPHI:-}" ]; then
     amphi=$AMPHI
 else
-    # The static-pie release build that README installs (examples/build-release.sh prints its path).
+    # The static release build that README installs (examples/build-release.sh prints its path).
     amphi=$("$repo/examples/build-release.sh") || { echo "examples/build-release.sh failed" >&2; exit 1; }
 fi
 # amphi hands create, run and exec to amphi-full, which a build puts next to it.
@@ -364,7 +364,8 @@ unshare -m --propagation private env AMPHI_BENCH_INNER=1 bash "$0" "$runs"
     echo "amphi_version=$("$amphi" --version | head -1)"
     echo "amphi_commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null)$(git -C "$repo" diff --quiet HEAD -- src executors Cargo.toml 2>/dev/null || echo +dirty)"
     echo "amphi_profile=$(sed -n '/^\[profile.release\]/,/^\[/p' "$repo/Cargo.toml" | grep '=' | tr '\n' ' ')"
-    echo "amphi_link=$(file -b "$amphi" | grep -o 'static-pie linked\|dynamically linked\|statically linked' || echo unknown)"
+    link() { file -b "$1" | grep -o 'static-pie linked\|dynamically linked\|statically linked' || echo unknown; }
+    echo "amphi_link=amphi $(link "$amphi"), amphi-full $(link "$amphi_full")"
     echo "runc_version=$(runc --version | head -1)"
     echo "crun_version=$(crun --version | head -1)"
     echo "hyperfine_version=$(hyperfine --version)"
