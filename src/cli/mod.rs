@@ -214,9 +214,10 @@ pub struct Global {
 
 fn version_text() -> String {
     format!(
-        "amphi version {}\nspec: {}\nexecutors: linux, wasm (wasmtime 48.0.8: WASI preview 1 modules, preview 2 components)\ncgroups: v1, v2, hybrid (cgroupfs)\n",
+        "amphi version {}\nspec: {}\nexecutors: linux, wasm (wasmtime {}: WASI preview 1 modules, preview 2 components)\ncgroups: v1, v2, hybrid (cgroupfs)\n",
         env!("CARGO_PKG_VERSION"),
-        crate::OCI_SPEC_VERSION
+        crate::OCI_SPEC_VERSION,
+        amphi_executors::wasm::cache::WASMTIME_VERSION
     )
 }
 

@@ -1,10 +1,13 @@
 //! The ahead-of-time cache: compiled modules and components on the host, keyed by the SHA-256 of the
-//! workload and wasmtime's precompile-compatibility hash of the engine's configuration.
+//! workload and a hash of the engine's settings ([`EngineSettings`]) and of amphi's and wasmtime's
+//! versions.
 //!
 //! Layout: `<dir>/<key>.cwasm` (wasmtime's serialized artefact) and `<dir>/<key>.sha256` (the hex
 //! SHA-256 of that artefact). An entry is loaded only when the digest matches, so a truncated or
 //! corrupted file is recompiled, never run; an entry from another engine configuration has another
-//! key, and wasmtime itself rejects one that does not match its engine. Both files are written to a
+//! key, and wasmtime itself rejects one that does not match its engine (wasmtime version, compiler
+//! settings, tunables, Wasm features) or needs CPU features that the host lacks: such an entry is
+//! recompiled and replaced. Both files are written to a
 //! temporary name and renamed into place.
 
 use std::collections::hash_map::DefaultHasher;
@@ -29,12 +32,26 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
-/// The cache key of `module_bytes` compiled by `engine`: `<sha256 of the bytes>-<engine hash>`, where
-/// the engine hash covers wasmtime's version and every setting that changes compiled code.
-pub fn key(engine: &wasmtime::Engine, module_bytes: &[u8]) -> String {
+/// What a container's engine configuration depends on, beyond amphi's code: the linear-memory
+/// reservation in bytes (`None`: wasmtime's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EngineSettings {
+    /// `Config::memory_reservation`, in bytes.
+    pub memory_reservation: Option<u64>,
+}
+
+/// The wasmtime release amphi is built with (pinned in `executors/Cargo.toml`), part of every key.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// The cache key of `module_bytes` run with `settings`: `<sha256 of the bytes>-<hash>`, where the hash
+/// covers the settings, amphi's version and wasmtime's. The key is known before any engine is built,
+/// so that a hit is loaded by an engine without a compiler. The host's CPU features are not in the
+/// key: wasmtime refuses an artefact that needs features the host lacks (then it is recompiled).
+pub fn key(settings: &EngineSettings, module_bytes: &[u8]) -> String {
     let mut h = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
+    settings.hash(&mut h);
     env!("CARGO_PKG_VERSION").hash(&mut h);
+    WASMTIME_VERSION.hash(&mut h);
     format!("{}-{:016x}", sha256_hex(module_bytes), h.finish())
 }
 
@@ -116,6 +133,21 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_follow_the_bytes_and_the_settings() {
+        let default = EngineSettings {
+            memory_reservation: None,
+        };
+        let small = EngineSettings {
+            memory_reservation: Some(1 << 20),
+        };
+        let k = key(&default, b"(module)");
+        assert_eq!(k, key(&default, b"(module)"), "not deterministic");
+        assert!(k.starts_with(&sha256_hex(b"(module)")), "{k}");
+        assert_ne!(k, key(&small, b"(module)"));
+        assert_ne!(k, key(&default, b"(module )"));
+    }
 
     #[test]
     fn corrupt_entries_are_not_returned() {

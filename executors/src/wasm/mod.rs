@@ -74,29 +74,42 @@ fn wasm_err(path: &Path, what: &str, e: impl std::fmt::Display) -> ExecutorError
     ExecutorError::Wasm(format!("process.args[0]: {}: {what}: {e}", path.display()))
 }
 
-/// The engine configuration of a container: sizes the linear-memory reservation to the container's
-/// limits, so that a low `RLIMIT_AS` does not make every instantiation fail.
-fn engine_config(spec: &Spec, memory_limit: Option<usize>) -> Config {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    // Each process instantiates its module once, so a copy-on-write image of the initial memory
-    // (a memfd, written once and mapped) only adds system calls in the init process before the
-    // guest runs (memfd_create, write, seal, mmap): the data segments are copied instead.
-    config.memory_init_cow(false);
+/// The linear-memory reservation of a container's engine, in bytes: `None` (wasmtime's defaults) unless
+/// `RLIMIT_AS` is below 64 GiB, then a quarter of it, or the memory limit (`linux.resources.memory.
+/// limit`, `memory_limit`) if smaller, and at least 1 MiB. Everything else in the engine
+/// configuration is fixed, so this value and the build identify the configuration (see [`cache::key`]).
+fn memory_reservation(spec: &Spec, memory_limit: Option<usize>) -> Option<u64> {
     let address_space = spec
         .process()
         .as_ref()
         .and_then(|p| p.rlimits().as_ref())
         .and_then(|r| r.iter().find(|r| r.typ() == PosixRlimitType::RlimitAs))
         .map(|r| r.soft());
-    if let Some(limit) = address_space.filter(|l| *l < (64u64 << 30)) {
+    address_space.filter(|l| *l < (64u64 << 30)).map(|limit| {
         // Leave room for the runtime itself: reserve a quarter of the address space (or the memory
-        // limit, if smaller) per linear memory, with small guards.
+        // limit, if smaller) per linear memory.
         let mut reserve = limit / 4;
         if let Some(m) = memory_limit {
             reserve = reserve.min(m as u64);
         }
-        config.memory_reservation(reserve.max(1 << 20));
+        reserve.max(1 << 20)
+    })
+}
+
+/// The engine configuration of a container (`reservation` from [`memory_reservation`]): sizes the
+/// linear-memory reservation to the container's limits, so that a low `RLIMIT_AS` does not make every
+/// instantiation fail. It includes the compiler (Cranelift); [`WasmExecutor::compile`] drops it to
+/// load a cached artefact.
+fn engine_config(reservation: Option<u64>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Each process instantiates its module once, so a copy-on-write image of the initial memory
+    // (a memfd, written once and mapped) only adds system calls in the init process before the
+    // guest runs (memfd_create, write, seal, mmap): the data segments are copied instead.
+    config.memory_init_cow(false);
+    if let Some(reserve) = reservation {
+        // Small guards, and growth in place up to 64 MiB.
+        config.memory_reservation(reserve);
         config.memory_reservation_for_growth(reserve.min(64 << 20));
         config.memory_guard_size(64 << 10);
     }
@@ -115,24 +128,37 @@ impl WasmExecutor {
         }
     }
 
+    /// The engine and the compiled workload: the cached artefact of `bytes` when there is one that
+    /// wasmtime accepts, loaded into an engine without a compiler (building Cranelift for the host
+    /// costs more than the load itself); else an engine with the compiler, which compiles `bytes` and
+    /// stores the artefact.
+    ///
+    /// Errors: the engine cannot be built, or `bytes` do not compile (named with `path`).
     fn compile(
         &self,
-        engine: &Engine,
+        config: &Config,
+        settings: &cache::EngineSettings,
         kind: WasmKind,
         bytes: &[u8],
         path: &Path,
-    ) -> Result<Artefact, ExecutorError> {
-        let key = cache::key(engine, bytes);
+    ) -> Result<(Engine, Artefact), ExecutorError> {
+        let engine_err = |e: wasmtime::Error| ExecutorError::Wasm(format!("wasmtime engine: {e}"));
+        let key = cache::key(settings, bytes);
         if let Some(data) = self.cache.get(&key) {
+            let mut loader = config.clone();
+            loader.enable_compiler(false);
+            let engine = Engine::new(&loader).map_err(engine_err)?;
             // SAFETY: the artefact was written by amphi into its own root-only cache directory and its
-            // SHA-256 matches the digest recorded next to it; wasmtime checks it belongs to this engine.
+            // SHA-256 matches the digest recorded next to it; wasmtime checks that it belongs to this
+            // wasmtime version and engine configuration, and that the host has the CPU features its
+            // code was compiled for.
             let loaded = unsafe {
                 match kind {
                     WasmKind::Module => {
-                        wasmtime::Module::deserialize(engine, &data).map(Artefact::Module)
+                        wasmtime::Module::deserialize(&engine, &data).map(Artefact::Module)
                     }
                     WasmKind::Component => {
-                        wasmtime::component::Component::deserialize(engine, &data)
+                        wasmtime::component::Component::deserialize(&engine, &data)
                             .map(Artefact::Component)
                     }
                 }
@@ -140,21 +166,22 @@ impl WasmExecutor {
             match loaded {
                 Ok(a) => {
                     log::debug!("wasm cache: hit {key} ({})", path.display());
-                    return Ok(a);
+                    return Ok((engine, a));
                 }
                 Err(e) => log::warn!("wasm cache: entry {key} rejected ({e}); recompiling"),
             }
         }
+        let engine = Engine::new(config).map_err(engine_err)?;
         let started = std::time::Instant::now();
         let (artefact, serialized) = match kind {
             WasmKind::Module => {
-                let m = wasmtime::Module::new(engine, bytes)
+                let m = wasmtime::Module::new(&engine, bytes)
                     .map_err(|e| wasm_err(path, "invalid WebAssembly module", format!("{e:#}")))?;
                 let s = m.serialize();
                 (Artefact::Module(m), s)
             }
             WasmKind::Component => {
-                let c = wasmtime::component::Component::new(engine, bytes).map_err(|e| {
+                let c = wasmtime::component::Component::new(&engine, bytes).map_err(|e| {
                     wasm_err(path, "invalid WebAssembly component", format!("{e:#}"))
                 })?;
                 let s = c.serialize();
@@ -177,7 +204,7 @@ impl WasmExecutor {
             }
             Err(e) => log::warn!("wasm cache: cannot serialize {}: {e}", path.display()),
         }
-        Ok(artefact)
+        Ok((engine, artefact))
     }
 }
 
@@ -353,17 +380,18 @@ impl Executor for WasmExecutor {
             .filter(|l| *l > 0)
             .map(|l| l as usize);
         let t0 = std::time::Instant::now();
-        let engine = Engine::new(&engine_config(w.spec, memory_limit))
-            .map_err(|e| ExecutorError::Wasm(format!("wasmtime engine: {e}")))?;
+        let reservation = memory_reservation(w.spec, memory_limit);
+        let settings = cache::EngineSettings {
+            memory_reservation: reservation,
+        };
+        let (engine, artefact) =
+            self.compile(&engine_config(reservation), &settings, kind, &bytes, &shown)?;
         let t1 = std::time::Instant::now();
-        let artefact = self.compile(&engine, kind, &bytes, &shown)?;
-        let t2 = std::time::Instant::now();
         let runnable = link(&engine, &artefact, &shown)?;
         log::debug!(
-            "wasm prepare: engine {:?}, load/compile {:?}, check {:?}",
+            "wasm prepare: engine and load/compile {:?}, check {:?}",
             t1 - t0,
-            t2 - t1,
-            t2.elapsed()
+            t1.elapsed()
         );
         self.args = args;
         self.env = env
