@@ -5,9 +5,9 @@
 //! Layout: `<dir>/<key>.cwasm` (wasmtime's serialized artefact) and `<dir>/<key>.sha256` (the hex
 //! SHA-256 of that artefact). An entry is loaded only when the digest matches, so a truncated or
 //! corrupted file is recompiled, never run; an entry from another engine configuration has another
-//! key, and wasmtime itself rejects one that does not match its engine (wasmtime version, compiler
-//! settings, tunables, Wasm features) or needs CPU features that the host lacks: such an entry is
-//! recompiled and replaced. Both files are written to a
+//! key, and wasmtime itself rejects one that does not match its engine (major version, the compiler
+//! settings it checks, tunables, Wasm features) or needs CPU features that the host lacks: such an
+//! entry is recompiled and replaced. Both files are written to a
 //! temporary name and renamed into place.
 
 use std::collections::hash_map::DefaultHasher;
@@ -32,25 +32,35 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
-/// What a container's engine configuration depends on, beyond amphi's code: the linear-memory
-/// reservation in bytes (`None`: wasmtime's default).
+/// What a container's engine configuration depends on besides amphi's code (see `engine_config` in
+/// the executor): the inputs that vary per container or per caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EngineSettings {
-    /// `Config::memory_reservation`, in bytes.
+    /// `Config::memory_reservation`, in bytes (`None`: wasmtime's default).
     pub memory_reservation: Option<u64>,
+    /// `Config::wasm_backtrace_details`: `WASMTIME_BACKTRACE_DETAILS=1` in the caller's environment.
+    pub backtrace_details: bool,
 }
 
-/// The wasmtime release amphi is built with (pinned in `executors/Cargo.toml`), part of every key.
+/// The wasmtime release amphi is built with: the `=` pin in `executors/Cargo.toml` (a unit test
+/// holds the two together). Part of every key: wasmtime's own check of an artefact compares only
+/// the major version, and a patch release can change the code Cranelift emits.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
+/// The version of the key and of the fixed part of the engine configuration: bump it with any change
+/// to `engine_config` that is not in [`EngineSettings`], so that artefacts compiled under the old
+/// configuration are not loaded (wasmtime does not check every compiler setting on load).
+pub const KEY_FORMAT: u32 = 2;
+
 /// The cache key of `module_bytes` run with `settings`: `<sha256 of the bytes>-<hash>`, where the hash
-/// covers the settings, amphi's version and wasmtime's. The key is known before any engine is built,
-/// so that a hit is loaded by an engine without a compiler. The host's CPU features are not in the
-/// key: wasmtime refuses an artefact that needs features the host lacks (then it is recompiled).
+/// covers the settings, [`KEY_FORMAT`] and [`WASMTIME_VERSION`]. The key is known before any engine
+/// is built, so that a hit is loaded by an engine without a compiler. The host's CPU features are not
+/// in the key: wasmtime refuses an artefact that needs features the host lacks (then it is
+/// recompiled).
 pub fn key(settings: &EngineSettings, module_bytes: &[u8]) -> String {
     let mut h = DefaultHasher::new();
     settings.hash(&mut h);
-    env!("CARGO_PKG_VERSION").hash(&mut h);
+    KEY_FORMAT.hash(&mut h);
     WASMTIME_VERSION.hash(&mut h);
     format!("{}-{:016x}", sha256_hex(module_bytes), h.finish())
 }
@@ -138,15 +148,35 @@ mod tests {
     fn keys_follow_the_bytes_and_the_settings() {
         let default = EngineSettings {
             memory_reservation: None,
+            backtrace_details: false,
         };
         let small = EngineSettings {
             memory_reservation: Some(1 << 20),
+            ..default
+        };
+        let details = EngineSettings {
+            backtrace_details: true,
+            ..default
         };
         let k = key(&default, b"(module)");
         assert_eq!(k, key(&default, b"(module)"), "not deterministic");
         assert!(k.starts_with(&sha256_hex(b"(module)")), "{k}");
         assert_ne!(k, key(&small, b"(module)"));
+        assert_ne!(k, key(&details, b"(module)"));
         assert_ne!(k, key(&default, b"(module )"));
+    }
+
+    /// The version in the key is the one the executors crate pins.
+    #[test]
+    fn wasmtime_version_is_the_pinned_one() {
+        let manifest = include_str!("../../Cargo.toml");
+        for krate in ["wasmtime", "wasmtime-wasi"] {
+            let pin = format!("{krate} = {{ version = \"={WASMTIME_VERSION}\"");
+            assert!(
+                manifest.contains(&pin),
+                "executors/Cargo.toml has no {pin:?}"
+            );
+        }
     }
 
     #[test]

@@ -76,8 +76,7 @@ fn wasm_err(path: &Path, what: &str, e: impl std::fmt::Display) -> ExecutorError
 
 /// The linear-memory reservation of a container's engine, in bytes: `None` (wasmtime's defaults) unless
 /// `RLIMIT_AS` is below 64 GiB, then a quarter of it, or the memory limit (`linux.resources.memory.
-/// limit`, `memory_limit`) if smaller, and at least 1 MiB. Everything else in the engine
-/// configuration is fixed, so this value and the build identify the configuration (see [`cache::key`]).
+/// limit`, `memory_limit`) if smaller, and at least 1 MiB.
 fn memory_reservation(spec: &Spec, memory_limit: Option<usize>) -> Option<u64> {
     let address_space = spec
         .process()
@@ -96,18 +95,25 @@ fn memory_reservation(spec: &Spec, memory_limit: Option<usize>) -> Option<u64> {
     })
 }
 
-/// The engine configuration of a container (`reservation` from [`memory_reservation`]): sizes the
+/// The engine configuration of a container with `settings` (see [`cache::EngineSettings`]): sizes the
 /// linear-memory reservation to the container's limits, so that a low `RLIMIT_AS` does not make every
 /// instantiation fail. It includes the compiler (Cranelift); [`WasmExecutor::compile`] drops it to
-/// load a cached artefact.
-fn engine_config(reservation: Option<u64>) -> Config {
+/// load a cached artefact. Any change here that is not in the settings must bump
+/// [`cache::KEY_FORMAT`].
+fn engine_config(settings: &cache::EngineSettings) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Each process instantiates its module once, so a copy-on-write image of the initial memory
     // (a memfd, written once and mapped) only adds system calls in the init process before the
     // guest runs (memfd_create, write, seal, mmap): the data segments are copied instead.
     config.memory_init_cow(false);
-    if let Some(reserve) = reservation {
+    // Set from the settings, not read from the environment by wasmtime, so that the key covers it.
+    config.wasm_backtrace_details(if settings.backtrace_details {
+        wasmtime::WasmBacktraceDetails::Enable
+    } else {
+        wasmtime::WasmBacktraceDetails::Disable
+    });
+    if let Some(reserve) = settings.memory_reservation {
         // Small guards, and growth in place up to 64 MiB.
         config.memory_reservation(reserve);
         config.memory_reservation_for_growth(reserve.min(64 << 20));
@@ -148,10 +154,10 @@ impl WasmExecutor {
             let mut loader = config.clone();
             loader.enable_compiler(false);
             let engine = Engine::new(&loader).map_err(engine_err)?;
-            // SAFETY: the artefact was written by amphi into its own root-only cache directory and its
-            // SHA-256 matches the digest recorded next to it; wasmtime checks that it belongs to this
-            // wasmtime version and engine configuration, and that the host has the CPU features its
-            // code was compiled for.
+            // SAFETY: the artefact was written by amphi into its own root-only cache directory under a
+            // key that names this wasmtime release and engine configuration, and its SHA-256 matches
+            // the digest recorded next to it; wasmtime checks its major version, settings, tunables
+            // and features, and that the host has the CPU features its code was compiled for.
             let loaded = unsafe {
                 match kind {
                     WasmKind::Module => {
@@ -380,12 +386,13 @@ impl Executor for WasmExecutor {
             .filter(|l| *l > 0)
             .map(|l| l as usize);
         let t0 = std::time::Instant::now();
-        let reservation = memory_reservation(w.spec, memory_limit);
         let settings = cache::EngineSettings {
-            memory_reservation: reservation,
+            memory_reservation: memory_reservation(w.spec, memory_limit),
+            // As wasmtime reads it by default (`WasmBacktraceDetails::Environment`).
+            backtrace_details: std::env::var("WASMTIME_BACKTRACE_DETAILS").is_ok_and(|v| v == "1"),
         };
         let (engine, artefact) =
-            self.compile(&engine_config(reservation), &settings, kind, &bytes, &shown)?;
+            self.compile(&engine_config(&settings), &settings, kind, &bytes, &shown)?;
         let t1 = std::time::Instant::now();
         let runnable = link(&engine, &artefact, &shown)?;
         log::debug!(
