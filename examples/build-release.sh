@@ -9,15 +9,16 @@
 # Why: every create+start+delete cycle starts amphi four times (create, its protected re-exec, start,
 # delete). A static-pie binary loads no shared libraries and binds no symbols at start-up: 0.45 ms less
 # CPU per start than the same release build linked dynamically (perf stat of --version: 1.87 vs
-# 2.32 ms, 248 vs 289 page faults), with the same address-space randomisation. `cargo build --release`
+# 2.32 ms, 248 vs 289 page faults); static-pie keeps address-space randomisation. `cargo build --release`
 # still builds a dynamically linked amphi that works the same, only slower to start.
 #
 # `amphi` (the front: start, delete, kill, state and the other subcommands whose process never enters a
 # container) is linked at a fixed address (`-C relocation-model=static`, a plain static executable), so
-# its start applies no relocations: about 10,700 relative relocations of a static-pie front wrote to
-# 48 pages of `.data.rel.ro`, each a copy-on-write page fault at every start. perf stat of --version:
+# its start applies no relative relocations (40 IRELATIVE ones remain, glibc's ifuncs); the 10,767 of a
+# static-pie front wrote to 48 pages of `.data.rel.ro`, each a copy-on-write page fault at every start.
+# perf stat of --version:
 # 97 against 140 page faults, 0.71-0.76 against 0.92-0.97 ms of CPU; a create+start+delete cycle (three
-# starts of the front) 1.0 to 1.1 ms faster. The cost is that the front's own code and data are not
+# starts of the front) 0.5 to 1.1 ms faster. The cost is that the front's own code and data are not
 # randomised (its stack, heap and mappings still are), as for Debian's runc, whose whole binary is a
 # fixed-address executable. amphi-full stays position-independent: its process becomes the container's
 # init, which runs in the container until the workload starts and hosts a Wasm guest for its whole life.
