@@ -1,14 +1,14 @@
 //! The ahead-of-time cache: compiled modules and components on the host, keyed by the SHA-256 of the
-//! workload and a hash of the engine's settings ([`EngineSettings`]) and of amphi's and wasmtime's
-//! versions.
+//! workload and a hash of the engine's settings ([`EngineSettings`]), the key format ([`KEY_FORMAT`])
+//! and the wasmtime release ([`WASMTIME_VERSION`]).
 //!
 //! Layout: `<dir>/<key>.cwasm` (wasmtime's serialized artefact) and `<dir>/<key>.sha256` (the hex
 //! SHA-256 of that artefact). An entry is loaded only when the digest matches, so a truncated or
 //! corrupted file is recompiled, never run; an entry from another engine configuration has another
 //! key, and wasmtime itself rejects one that does not match its engine (major version, the compiler
 //! settings it checks, tunables, Wasm features) or needs CPU features that the host lacks: such an
-//! entry is recompiled and replaced. Both files are written to a
-//! temporary name and renamed into place.
+//! entry is recompiled and replaced. Both files are written to a temporary name and renamed into
+//! place.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
