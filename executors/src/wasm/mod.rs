@@ -461,7 +461,11 @@ impl Executor for WasmExecutor {
                         .map_err(|e| ExecutorError::Wasm(format!("_start: {e:#}")))?;
                     log::debug!("wasm exec: instantiated in {:?}", t0.elapsed());
                     notify_started();
-                    Ok::<i32, ExecutorError>(status_of(start.call_async(&mut store, ()).await))
+                    let code = status_of(start.call_async(&mut store, ()).await);
+                    // The process ends right after (`finish`): unmapping the linear memory and
+                    // closing the WASI context's files one by one would only delay the exit status.
+                    std::mem::forget(store);
+                    Ok::<i32, ExecutorError>(code)
                 }
                 Runnable::Component(pre) => {
                     let mut store = Store::new(
@@ -479,11 +483,14 @@ impl Executor for WasmExecutor {
                         .map_err(|e| ExecutorError::Wasm(format!("instantiate: {e:#}")))?;
                     log::debug!("wasm exec: instantiated in {:?}", t0.elapsed());
                     notify_started();
-                    Ok(match command.wasi_cli_run().call_run(&mut store).await {
+                    let code = match command.wasi_cli_run().call_run(&mut store).await {
                         Ok(Ok(())) => 0,
                         Ok(Err(())) => 1,
                         Err(e) => status_of(Err(e)),
-                    })
+                    };
+                    // As above: the process ends right after.
+                    std::mem::forget(store);
+                    Ok(code)
                 }
             }
         })?;
