@@ -144,13 +144,13 @@ if [ "${AMPHI_BENCH_INNER:-}" = 1 ]; then
         fi
 
         echo "== wasm hello vs linux hello (amphi)" >&2
-        # Three slices of RUNS/3 runs per round, each slice starting with the next kind, so that a busy
-        # spell of the shared host (they last seconds) lands on all three alike: in ten back-to-back
-        # hyperfine calls of 30 runs each, the cached/Linux ratio of these ~10 ms commands ranged from
-        # 0.97 to 1.21 on this machine.
+        # Three slices of ceil(RUNS/3) runs (and 2 warm-up runs) per round, each slice starting with
+        # another kind, so that a busy spell of the shared host (they last seconds) lands on all three
+        # alike: in ten back-to-back hyperfine calls of 30 runs each, the cached/Linux ratio of these
+        # ~10 ms commands ranged from 0.97 to 1.21 on this machine.
         for slice in 1 2 3; do
             args=()
-            for w in $(rotate $(((round - 1) * 3 + slice)) linux cold cached); do
+            for w in $(rotate "$slice" linux cold cached); do
                 case $w in
                 linux) args+=(-n "amphi linux hello" --prepare true "$(rt_cmd amphi) run -b $work/bundles/amphi-hello h") ;;
                 cold) args+=(-n "amphi wasm hello, cold" --prepare "rm -rf $work/cache-cold" "$(rt_cmd amphi-cold) run -b $work/bundles/amphi-wasm w") ;;
