@@ -52,6 +52,7 @@ impl Bundle {
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
+        let text = only_capability_names(&text).unwrap_or(text);
         let spec: Spec = match serde_json::from_str(&text) {
             Ok(spec) => spec,
             Err(e) => match without_unknown_capabilities(&text) {
@@ -94,6 +95,89 @@ fn parse_error(text: &str, e: serde_json::Error) -> ConfigError {
         ),
         _ => err("config.json", format!("invalid: {e}")),
     }
+}
+
+/// True for a capability name spelt as capabilities(7) and runc spell it: `CAP_` and then upper-case
+/// letters, digits and underscores (`CAP_SYS_ADMIN`).
+pub(crate) fn is_capability_name(s: &str) -> bool {
+    s.strip_prefix("CAP_").is_some_and(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+/// The sets of `process.capabilities` as written, for [`only_capability_names`].
+#[derive(serde::Deserialize)]
+struct RawConfig {
+    process: Option<RawProcess>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawProcess {
+    capabilities: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+/// The config text without the entries of `process.capabilities` that are not spelt as capability
+/// names (`sys_admin`, `SYS_ADMIN`, `cap_kill`), each logged with its field: oci-spec would read them
+/// as the capability they resemble, while runc knows only `CAP_` names and skips the others with a
+/// warning (runtime-spec config.md, "capabilities": values that cannot be mapped are logged, not
+/// fatal). `None` when there is nothing to drop, or the text does not parse (the full parse then
+/// reports it).
+pub(crate) fn only_capability_names(text: &str) -> Option<String> {
+    // A first pass that reads only the capability lists, since nearly every config has nothing
+    // to drop.
+    let raw: RawConfig = serde_json::from_str(text).ok()?;
+    let any = raw
+        .process?
+        .capabilities?
+        .values()
+        .filter_map(|l| l.as_array())
+        .any(|l| l.iter().any(misspelt_capability));
+    if !any {
+        return None;
+    }
+    strip_misspelt_capabilities(text, "/process/capabilities", "process.capabilities")
+}
+
+/// The same for the process of `amphi exec --process` (runtime-spec's process object), whose
+/// capabilities are at `capabilities`.
+pub(crate) fn process_only_capability_names(text: &str) -> Option<String> {
+    strip_misspelt_capabilities(text, "/capabilities", "capabilities")
+}
+
+fn misspelt_capability(c: &serde_json::Value) -> bool {
+    c.as_str().is_some_and(|s| !is_capability_name(s))
+}
+
+/// `text` without the misspelt names in the capability sets at `pointer`, each logged as
+/// `<field>.<set>[i]`; `None` when it does not parse or nothing was dropped.
+fn strip_misspelt_capabilities(text: &str, pointer: &str, field: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let caps = v.pointer_mut(pointer)?.as_object_mut()?;
+    let mut dropped = false;
+    for (set, list) in caps.iter_mut() {
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
+        let mut i = 0;
+        list.retain(|c| {
+            let drop = misspelt_capability(c);
+            if drop {
+                log::warn!(
+                    "{field}.{set}[{i}]: {c} is not a capability name (CAP_ and upper case), \
+                     skipped (as runc does)"
+                );
+                dropped = true;
+            }
+            i += 1;
+            !drop
+        });
+    }
+    if !dropped {
+        return None;
+    }
+    serde_json::to_string(&v).ok()
 }
 
 /// The config without the capability names this build does not know, when those are what kept it
@@ -767,5 +851,48 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "../x", "a b", "a\nb", "a\u{7f}"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn capability_names_as_runc_spells_them() {
+        for ok in ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_AMPHI_FUTURE", "CAP_2"] {
+            assert!(is_capability_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "CAP_",
+            "cap_chown",
+            "Cap_Chown",
+            "CHOWN",
+            "sys_admin",
+            "CAP_sys_admin",
+            "CAP-X",
+        ] {
+            assert!(!is_capability_name(bad), "{bad}");
+        }
+        let text = serde_json::json!({
+            "process": {"capabilities": {
+                "bounding": ["CAP_CHOWN", "sys_admin", "cap_kill", "SYS_PTRACE", "CAP_KILL"],
+                "effective": ["CAP_CHOWN"]
+            }},
+            "other": [1, 2]
+        })
+        .to_string();
+        let kept: serde_json::Value =
+            serde_json::from_str(&only_capability_names(&text).unwrap()).unwrap();
+        assert_eq!(
+            kept["process"]["capabilities"]["bounding"],
+            serde_json::json!(["CAP_CHOWN", "CAP_KILL"])
+        );
+        assert_eq!(
+            kept["process"]["capabilities"]["effective"],
+            serde_json::json!(["CAP_CHOWN"])
+        );
+        assert_eq!(kept["other"], serde_json::json!([1, 2]));
+        // Nothing to drop, no capabilities, or not JSON: the text is used as it is.
+        let clean = r#"{"process": {"capabilities": {"bounding": ["CAP_CHOWN"]}}}"#;
+        assert!(only_capability_names(clean).is_none());
+        assert!(only_capability_names(r#"{"process": {"args": ["x"]}}"#).is_none());
+        assert!(only_capability_names("{not json").is_none());
     }
 }

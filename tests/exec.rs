@@ -726,10 +726,13 @@ fn exec_cap_adds_capability() {
         assert_ne!(cap_mask(&with, key) & SYS_ADMIN, 0, "{key} with -c: {with}");
         assert_ne!(cap_mask(&with, key) & KILL, 0, "{key}: config caps kept");
     }
-    // Unknown capability: error, nothing runs.
-    let out = exec_sh(&b, &["-c", "CAP_NO_SUCH"], "echo RAN");
-    assert!(!out.status.success(), "unknown cap accepted");
-    assert!(!stdout(&out).contains("RAN"));
+    // Unknown capability, or a name not spelt CAP_...: error, nothing runs.
+    for bad in ["CAP_NO_SUCH", "sys_admin", "SYS_ADMIN", "cap_sys_admin"] {
+        let out = exec_sh(&b, &["-c", bad], "echo RAN");
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(!stdout(&out).contains("RAN"), "{bad}");
+        assert!(stderr(&out).contains(bad), "{bad}: {}", stderr(&out));
+    }
 }
 
 /// `--no-new-privs` sets no_new_privs even when the container's process does not.
@@ -768,9 +771,10 @@ fn exec_process_file() {
         "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "FROM_PROCESS=yes it is", "HOSTNAME=x"],
         "cwd": "/tmp",
         "capabilities": {
-            "bounding": ["CAP_KILL"],
-            "effective": ["CAP_KILL"],
-            "permitted": ["CAP_KILL"]
+            // A name not spelt CAP_... is skipped, as runc does, not read as CAP_SYS_ADMIN.
+            "bounding": ["CAP_KILL", "sys_admin"],
+            "effective": ["CAP_KILL", "SYS_ADMIN"],
+            "permitted": ["CAP_KILL", "cap_sys_admin"]
         },
         "noNewPrivileges": true,
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}]

@@ -1109,4 +1109,25 @@ fn parse_errors_name_the_field_and_unknown_capabilities_are_skipped() {
     let mask =
         u64::from_str_radix(stdout(&out).trim().trim_start_matches("CapBnd:").trim(), 16).unwrap();
     assert_eq!(mask.count_ones() as usize, n, "{}", stdout(&out));
+
+    // Names not spelt as capabilities(7) and runc spell them are skipped too (runc does not know
+    // them), rather than read as the capability they resemble.
+    let mut b = Bundle::new("h-caps", &["sh", "-c", "grep ^CapBnd: /proc/self/status"]);
+    b.config["process"]["capabilities"]["bounding"] =
+        json!(["CAP_CHOWN", "sys_admin", "cap_kill", "SYS_PTRACE"]);
+    b.write_config();
+    let out = b.run();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    for (i, name) in [(1, "sys_admin"), (2, "cap_kill"), (3, "SYS_PTRACE")] {
+        assert!(
+            stderr(&out).contains(&format!("process.capabilities.bounding[{i}]"))
+                && stderr(&out).contains(name),
+            "no warning naming {name}: {}",
+            stderr(&out)
+        );
+    }
+    let mask =
+        u64::from_str_radix(stdout(&out).trim().trim_start_matches("CapBnd:").trim(), 16).unwrap();
+    // CAP_CHOWN is capability 0.
+    assert_eq!(mask, 1, "{}", stdout(&out));
 }

@@ -97,6 +97,7 @@ fn build_process(
         Some(path) => {
             let text = crate::utils::read_json_file(path)
                 .map_err(|e| anyhow::anyhow!("--process {}: {e}", path.display()))?;
+            let text = crate::bundle::process_only_capability_names(&text).unwrap_or(text);
             serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("--process {}: invalid: {e}", path.display()))?
         }
@@ -106,6 +107,7 @@ fn build_process(
             }
             let base = crate::utils::read_json_file(&bundle.join("config.json"))
                 .ok()
+                .map(|t| crate::bundle::only_capability_names(&t).unwrap_or(t))
                 .and_then(|t| serde_json::from_str::<Spec>(&t).ok())
                 .and_then(|s| s.process().clone())
                 .unwrap_or_default();
@@ -172,6 +174,11 @@ fn build_process(
             c
         });
         for name in &a.cap {
+            if !crate::bundle::is_capability_name(name) {
+                anyhow::bail!(
+                    "--cap {name:?}: not a capability name (CAP_ and upper case, e.g. CAP_NET_ADMIN)"
+                );
+            }
             let cap: Capability =
                 serde_json::from_value(serde_json::Value::String(name.clone()))
                     .map_err(|_| anyhow::anyhow!("--cap {name:?}: unknown capability"))?;
