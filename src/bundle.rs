@@ -133,51 +133,80 @@ pub(crate) fn only_capability_names(text: &str) -> Option<String> {
         .capabilities?
         .values()
         .filter_map(|l| l.as_array())
-        .any(|l| l.iter().any(misspelt_capability));
+        .any(|l| l.iter().any(|c| misspelt(c).is_some()));
     if !any {
         return None;
     }
-    strip_misspelt_capabilities(text, "/process/capabilities", "process.capabilities")
+    // Unknown names go in the same pass, so that each warning gives the entry's index as written.
+    only_capability_names_at(text, "/process/capabilities", "process.capabilities", |c| {
+        misspelt(c).or_else(|| unknown(c))
+    })
 }
 
 /// The same for the process of `amphi exec --process` (runtime-spec's process object), whose
 /// capabilities are at `capabilities`.
 pub(crate) fn process_only_capability_names(text: &str) -> Option<String> {
-    strip_misspelt_capabilities(text, "/capabilities", "capabilities")
+    only_capability_names_at(text, "/capabilities", "capabilities", misspelt)
 }
 
-fn misspelt_capability(c: &serde_json::Value) -> bool {
-    c.as_str().is_some_and(|s| !is_capability_name(s))
-}
-
-/// `text` without the misspelt names in the capability sets at `pointer`, each logged as
-/// `<field>.<set>[i]`; `None` when it does not parse or nothing was dropped.
-fn strip_misspelt_capabilities(text: &str, pointer: &str, field: &str) -> Option<String> {
+fn only_capability_names_at(
+    text: &str,
+    pointer: &str,
+    field: &str,
+    why: impl Fn(&serde_json::Value) -> Option<&'static str>,
+) -> Option<String> {
     let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let caps = v.pointer_mut(pointer)?.as_object_mut()?;
-    let mut dropped = false;
+    let skipped = skip_capabilities(&mut v, pointer, field, why);
+    if skipped.is_empty() {
+        return None;
+    }
+    skipped.iter().for_each(|w| log::warn!("{w}"));
+    serde_json::to_string(&v).ok()
+}
+
+/// Why `c` is not a capability name, if it is a string that is not one.
+fn misspelt(c: &serde_json::Value) -> Option<&'static str> {
+    c.as_str()
+        .filter(|s| !is_capability_name(s))
+        .map(|_| "not a capability name (CAP_ and upper case)")
+}
+
+/// Why `c` is skipped, if it names no capability that oci-spec (and so this build) knows.
+fn unknown(c: &serde_json::Value) -> Option<&'static str> {
+    serde_json::from_value::<oci_spec::runtime::Capability>(c.clone())
+        .is_err()
+        .then_some("unknown capability")
+}
+
+/// Removes from the capability sets at `pointer` in `v` the entries for which `why` gives a reason,
+/// and returns a warning for each: `<field>.<set>[i]: <entry>: <reason>, skipped (as runc does)`.
+fn skip_capabilities(
+    v: &mut serde_json::Value,
+    pointer: &str,
+    field: &str,
+    why: impl Fn(&serde_json::Value) -> Option<&'static str>,
+) -> Vec<String> {
+    let mut skipped = Vec::new();
+    let Some(caps) = v.pointer_mut(pointer).and_then(|c| c.as_object_mut()) else {
+        return skipped;
+    };
     for (set, list) in caps.iter_mut() {
         let Some(list) = list.as_array_mut() else {
             continue;
         };
         let mut i = 0;
         list.retain(|c| {
-            let drop = misspelt_capability(c);
-            if drop {
-                log::warn!(
-                    "{field}.{set}[{i}]: {c} is not a capability name (CAP_ and upper case), \
-                     skipped (as runc does)"
-                );
-                dropped = true;
+            let reason = why(c);
+            if let Some(r) = reason {
+                skipped.push(format!(
+                    "{field}.{set}[{i}]: {c}: {r}, skipped (as runc does)"
+                ));
             }
             i += 1;
-            !drop
+            reason.is_none()
         });
     }
-    if !dropped {
-        return None;
-    }
-    serde_json::to_string(&v).ok()
+    skipped
 }
 
 /// The config without the capability names this build does not know, when those are what kept it
@@ -186,29 +215,17 @@ fn strip_misspelt_capabilities(text: &str, pointer: &str, field: &str) -> Option
 /// parse, or had no unknown capability.
 fn without_unknown_capabilities(text: &str) -> Option<Spec> {
     let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let caps = v.pointer_mut("/process/capabilities")?.as_object_mut()?;
-    let mut dropped = Vec::new();
-    for (set, list) in caps.iter_mut() {
-        let Some(list) = list.as_array_mut() else {
-            continue;
-        };
-        let mut i = 0;
-        list.retain(|c| {
-            let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
-            if !known {
-                dropped.push(format!("process.capabilities.{set}[{i}]: {c}"));
-            }
-            i += 1;
-            known
-        });
-    }
-    if dropped.is_empty() {
+    let skipped = skip_capabilities(
+        &mut v,
+        "/process/capabilities",
+        "process.capabilities",
+        unknown,
+    );
+    if skipped.is_empty() {
         return None;
     }
     let spec = serde_json::from_value::<Spec>(v).ok()?;
-    for d in dropped {
-        log::warn!("{d}: unknown capability, skipped (as runc does)");
-    }
+    skipped.iter().for_each(|w| log::warn!("{w}"));
     Some(spec)
 }
 
@@ -889,6 +906,14 @@ mod tests {
             serde_json::json!(["CAP_CHOWN"])
         );
         assert_eq!(kept["other"], serde_json::json!([1, 2]));
+        // With a misspelt name, an unknown one goes in the same pass.
+        let text = r#"{"process": {"capabilities": {"bounding": ["sys_admin", "CAP_NO_SUCH", "CAP_KILL"]}}}"#;
+        let kept: serde_json::Value =
+            serde_json::from_str(&only_capability_names(text).unwrap()).unwrap();
+        assert_eq!(
+            kept["process"]["capabilities"]["bounding"],
+            serde_json::json!(["CAP_KILL"])
+        );
         // Nothing to drop, no capabilities, or not JSON: the text is used as it is.
         let clean = r#"{"process": {"capabilities": {"bounding": ["CAP_CHOWN"]}}}"#;
         assert!(only_capability_names(clean).is_none());
