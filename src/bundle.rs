@@ -52,14 +52,7 @@ impl Bundle {
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        let text = only_capability_names(&text).unwrap_or(text);
-        let spec: Spec = match serde_json::from_str(&text) {
-            Ok(spec) => spec,
-            Err(e) => match without_unknown_capabilities(&text) {
-                Some(spec) => spec,
-                None => return Err(parse_error(&text, e)),
-            },
-        };
+        let spec = parse_config(&text)?;
         validate(&spec)?;
         let root = spec.root().as_ref().ok_or_else(|| err("root", "missing"))?;
         let rootfs = dir.join(root.path());
@@ -72,6 +65,20 @@ impl Bundle {
             ));
         }
         Ok(Bundle { dir, rootfs, spec })
+    }
+}
+
+/// Parses the text of a config.json as runc reads it: capability names not spelt `CAP_...` and names
+/// this build does not know are skipped with a warning ([`only_capability_names`],
+/// [`without_unknown_capabilities`]). Not validated (see [`validate`]).
+///
+/// Errors: the text does not parse, as a [`ConfigError`] naming the field ([`parse_error`]).
+pub(crate) fn parse_config(text: &str) -> Result<Spec, ConfigError> {
+    let owned = only_capability_names(text);
+    let text = owned.as_deref().unwrap_or(text);
+    match serde_json::from_str(text) {
+        Ok(spec) => Ok(spec),
+        Err(e) => without_unknown_capabilities(text).ok_or_else(|| parse_error(text, e)),
     }
 }
 
@@ -124,7 +131,7 @@ struct RawProcess {
 /// warning (runtime-spec config.md, "capabilities": values that cannot be mapped are logged, not
 /// fatal). `None` when there is nothing to drop, or the text does not parse (the full parse then
 /// reports it).
-pub(crate) fn only_capability_names(text: &str) -> Option<String> {
+fn only_capability_names(text: &str) -> Option<String> {
     // A first pass that reads only the capability lists, since nearly every config has nothing
     // to drop.
     let raw: RawConfig = serde_json::from_str(text).ok()?;

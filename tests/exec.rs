@@ -735,6 +735,25 @@ fn exec_cap_adds_capability() {
     }
 }
 
+/// Without `--process`, exec starts from the container's process even when its config names a
+/// capability this build does not know (skipped, as `create` does).
+#[test]
+fn exec_base_process_with_unknown_capability() {
+    let mut b = Bundle::new("capbase", &["sleep", "1000"]);
+    b.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("FROM_CONFIG=yes"));
+    b.config["process"]["capabilities"]["bounding"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("CAP_AMPHI_FUTURE"));
+    b.write_config();
+    create_start(&b);
+    let out = exec_sh(&b, &[], "echo \"from=$FROM_CONFIG\"");
+    assert_eq!(ok_stdout(&out, "exec").trim(), "from=yes");
+}
+
 /// `--no-new-privs` sets no_new_privs even when the container's process does not.
 #[test]
 fn exec_no_new_privs() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
 
 use super::foreground::{supervise, wait_foreground, Supervisor};
 use super::{ExitCode, Global, WithCode};
@@ -107,8 +107,7 @@ fn build_process(
             }
             let base = crate::utils::read_json_file(&bundle.join("config.json"))
                 .ok()
-                .map(|t| crate::bundle::only_capability_names(&t).unwrap_or(t))
-                .and_then(|t| serde_json::from_str::<Spec>(&t).ok())
+                .and_then(|t| crate::bundle::parse_config(&t).ok())
                 .and_then(|s| s.process().clone())
                 .unwrap_or_default();
             let mut p = base;
